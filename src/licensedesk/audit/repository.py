@@ -1,0 +1,89 @@
+"""Queries of the audit log. Every query takes tenant_id first."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, insert, or_, select, tuple_
+
+from licensedesk.db.schema import audit_events as ae
+
+
+def insert_event(
+    conn: Connection,
+    tenant_id: str,
+    *,
+    at: datetime,
+    actor: tuple[str, str | None, str | None],
+    action: str,
+    target: tuple[str | None, str | None, str | None],
+    plan_id: str | None,
+    details: dict[str, Any] | None,
+    request_id: str | None,
+) -> str:
+    event_id = str(uuid.uuid4())
+    conn.execute(
+        insert(ae).values(
+            tenant_id=tenant_id,
+            id=event_id,
+            at=at,
+            actor_type=actor[0],
+            actor_id=actor[1],
+            actor_name=actor[2],
+            action=action,
+            target_type=target[0],
+            target_id=target[1],
+            target_name=target[2],
+            plan_id=plan_id,
+            details=json.dumps(details, separators=(",", ":"), default=str) if details else None,
+            request_id=request_id,
+        )
+    )
+    return event_id
+
+
+def insert_from_select(conn: Connection, rows: Select[Any]) -> int:
+    """Set-based insert; `rows` yields the columns of audit_events in table order."""
+    result = conn.execute(insert(ae).from_select([c.name for c in ae.columns], rows))
+    return result.rowcount or 0
+
+
+def query(
+    conn: Connection,
+    tenant_id: str,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    action: str | None,
+    actor_id: str | None,
+    target_id: str | None,
+    plan_id: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int | None,
+) -> list[Any]:
+    conds = [ae.c.tenant_id == tenant_id]
+    if since is not None:
+        conds.append(ae.c.at >= since)
+    if until is not None:
+        conds.append(ae.c.at < until)
+    if action:
+        # "license.*" style prefixes are handy in the portal's filter
+        if action.endswith("*"):
+            conds.append(ae.c.action.startswith(action[:-1], autoescape=True))
+        else:
+            conds.append(ae.c.action == action)
+    if actor_id:
+        conds.append(ae.c.actor_id == actor_id)
+    if target_id:
+        conds.append(or_(ae.c.target_id == target_id))
+    if plan_id:
+        conds.append(ae.c.plan_id == plan_id)
+    if after is not None:
+        conds.append(tuple_(ae.c.at, ae.c.id) < tuple_(after[0], after[1]))
+    stmt = select(ae).where(and_(*conds)).order_by(ae.c.at.desc(), ae.c.id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(conn.execute(stmt))

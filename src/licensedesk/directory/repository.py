@@ -1,0 +1,481 @@
+"""Every query of the directory: users, groups, memberships, the nesting closure and search terms.
+Every query takes tenant_id first."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    union_all,
+    update,
+)
+
+from licensedesk.db.functions import greatest
+from licensedesk.db.schema import (
+    directory_terms,
+    group_closure,
+    group_group_members,
+    group_user_members,
+    groups,
+    users,
+)
+from licensedesk.db.upsert import greatest_name, insert_for
+
+EPOCH = datetime(1970, 1, 1)
+TERM_MAX = "\U0010ffff"
+_WORD = re.compile(r"[^\w]+", re.UNICODE)
+
+
+def search_terms(*names: str) -> set[str]:
+    """The prefix-search terms of an object: each whole name lower-cased, and every word of it."""
+    terms: set[str] = set()
+    for name in names:
+        low = name.lower().strip()
+        if not low:
+            continue
+        terms.add(low[:400])
+        terms.update(w[:400] for w in _WORD.split(low) if w)
+    return terms
+
+
+def replace_terms(conn: Connection, tenant_id: str, kind: str, object_id: str, terms: Iterable[str]) -> None:
+    conn.execute(
+        delete(directory_terms).where(
+            directory_terms.c.tenant_id == tenant_id,
+            directory_terms.c.kind == kind,
+            directory_terms.c.object_id == object_id,
+        )
+    )
+    rows = [{"tenant_id": tenant_id, "term": t, "kind": kind, "object_id": object_id} for t in sorted(terms)]
+    if rows:
+        conn.execute(insert(directory_terms), rows)
+
+
+def delete_terms(conn: Connection, tenant_id: str, kind: str, object_id: str) -> None:
+    replace_terms(conn, tenant_id, kind, object_id, ())
+
+
+# ---------------------------------------------------------------- users
+
+
+def insert_user(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(users).values(**values))
+
+
+def update_user(conn: Connection, tenant_id: str, user_id: str, **values: Any) -> None:
+    conn.execute(update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(**values))
+
+
+def delete_user(conn: Connection, tenant_id: str, user_id: str) -> None:
+    conn.execute(delete(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id))
+
+
+def user(conn: Connection, tenant_id: str, user_id: str) -> Any:
+    return conn.execute(select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)).first()
+
+
+def user_by_ref(conn: Connection, tenant_id: str, ref: str) -> Any:
+    """A user by id or by userPrincipalName (case-insensitive)."""
+    if "@" in ref:
+        cond = users.c.upn_key == ref.lower()
+    else:
+        cond = users.c.id == ref
+    return conn.execute(select(users).where(users.c.tenant_id == tenant_id, cond)).first()
+
+
+def user_by_upn(conn: Connection, tenant_id: str, upn: str) -> Any:
+    return conn.execute(
+        select(users).where(users.c.tenant_id == tenant_id, users.c.upn_key == upn.lower())
+    ).first()
+
+
+def user_by_external_id(conn: Connection, tenant_id: str, external_id: str) -> Any:
+    return conn.execute(
+        select(users).where(users.c.tenant_id == tenant_id, users.c.external_id == external_id)
+    ).first()
+
+
+def users_by_refs(conn: Connection, tenant_id: str, refs: Sequence[str]) -> dict[str, Any]:
+    """Resolve many ids / userPrincipalNames at once: {ref: row}; unknown refs are absent."""
+    out: dict[str, Any] = {}
+    ids = [r for r in refs if "@" not in r]
+    upns = [r.lower() for r in refs if "@" in r]
+    for chunk_start in range(0, max(len(ids), len(upns)), 500):
+        id_chunk = ids[chunk_start : chunk_start + 500]
+        upn_chunk = upns[chunk_start : chunk_start + 500]
+        conds = []
+        if id_chunk:
+            conds.append(users.c.id.in_(id_chunk))
+        if upn_chunk:
+            conds.append(users.c.upn_key.in_(upn_chunk))
+        if not conds:
+            continue
+        for row in conn.execute(select(users).where(users.c.tenant_id == tenant_id, or_(*conds))):
+            out[row.id] = row
+            out[row.upn_key] = row
+    return {r: out[r if "@" not in r else r.lower()] for r in refs if (r if "@" not in r else r.lower()) in out}
+
+
+def users_page(conn: Connection, tenant_id: str, after_upn: str | None, limit: int) -> list[Any]:
+    stmt = select(users).where(users.c.tenant_id == tenant_id).order_by(users.c.upn_key).limit(limit)
+    if after_upn is not None:
+        stmt = stmt.where(users.c.upn_key > after_upn)
+    return list(conn.execute(stmt))
+
+
+def count_users(conn: Connection, tenant_id: str) -> int:
+    return conn.execute(select(func.count()).select_from(users).where(users.c.tenant_id == tenant_id)).scalar_one()
+
+
+# ---------------------------------------------------------------- search
+
+
+def search(
+    conn: Connection,
+    tenant_id: str,
+    q: str,
+    kinds: Sequence[str],
+    after: tuple[str, str, str] | None,
+    limit: int,
+) -> list[tuple[str, str, str]]:
+    """(term, kind, object_id) of objects with a term starting with q, each object once (at its first
+    matching term), ordered by (term, kind, object_id): exact and shorter matches first."""
+    t = directory_terms
+    t2 = directory_terms.alias("t2")
+    low = q.lower()
+    # an object appears at its smallest matching term only, so pages never repeat it
+    earlier = exists().where(
+        t2.c.tenant_id == tenant_id,
+        t2.c.kind == t.c.kind,
+        t2.c.object_id == t.c.object_id,
+        t2.c.term >= low,
+        t2.c.term < t.c.term,
+    )
+    stmt = (
+        select(t.c.term, t.c.kind, t.c.object_id)
+        .where(
+            t.c.tenant_id == tenant_id,
+            t.c.term >= low,
+            t.c.term < low + TERM_MAX,
+            t.c.kind.in_(list(kinds)),
+            ~earlier,
+        )
+        .order_by(t.c.term, t.c.kind, t.c.object_id)
+        .limit(limit)
+    )
+    if after is not None:
+        stmt = stmt.where(tuple_(t.c.term, t.c.kind, t.c.object_id) > tuple_(*after))
+    return [(r.term, r.kind, r.object_id) for r in conn.execute(stmt)]
+
+
+def users_by_ids(conn: Connection, tenant_id: str, ids: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i in range(0, len(ids), 500):
+        chunk = list(ids[i : i + 500])
+        for row in conn.execute(select(users).where(users.c.tenant_id == tenant_id, users.c.id.in_(chunk))):
+            out[row.id] = row
+    return out
+
+
+def groups_by_ids(conn: Connection, tenant_id: str, ids: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i in range(0, len(ids), 500):
+        chunk = list(ids[i : i + 500])
+        for row in conn.execute(
+            select(groups).where(groups.c.tenant_id == tenant_id, groups.c.id.in_(chunk))
+        ):
+            out[row.id] = row
+    return out
+
+
+# ---------------------------------------------------------------- groups
+
+
+def insert_group(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(groups).values(**values))
+    conn.execute(
+        insert(group_closure).values(
+            tenant_id=values["tenant_id"],
+            ancestor_id=values["id"],
+            descendant_id=values["id"],
+            joined_at=EPOCH,
+        )
+    )
+
+
+def update_group(conn: Connection, tenant_id: str, group_id: str, **values: Any) -> None:
+    conn.execute(
+        update(groups).where(groups.c.tenant_id == tenant_id, groups.c.id == group_id).values(**values)
+    )
+
+
+def delete_group(conn: Connection, tenant_id: str, group_id: str) -> None:
+    conn.execute(
+        delete(group_closure).where(
+            group_closure.c.tenant_id == tenant_id,
+            or_(group_closure.c.ancestor_id == group_id, group_closure.c.descendant_id == group_id),
+        )
+    )
+    conn.execute(delete(groups).where(groups.c.tenant_id == tenant_id, groups.c.id == group_id))
+
+
+def group(conn: Connection, tenant_id: str, group_id: str) -> Any:
+    return conn.execute(select(groups).where(groups.c.tenant_id == tenant_id, groups.c.id == group_id)).first()
+
+
+def group_by_external_id(conn: Connection, tenant_id: str, external_id: str) -> Any:
+    return conn.execute(
+        select(groups).where(groups.c.tenant_id == tenant_id, groups.c.external_id == external_id)
+    ).first()
+
+
+def group_by_name(conn: Connection, tenant_id: str, display_name: str) -> Any:
+    return conn.execute(
+        select(groups)
+        .where(groups.c.tenant_id == tenant_id, groups.c.name_key == display_name.lower())
+        .order_by(groups.c.id)
+        .limit(1)
+    ).first()
+
+
+def groups_page(conn: Connection, tenant_id: str, after: tuple[str, str] | None, limit: int) -> list[Any]:
+    stmt = (
+        select(groups)
+        .where(groups.c.tenant_id == tenant_id)
+        .order_by(groups.c.name_key, groups.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        stmt = stmt.where(tuple_(groups.c.name_key, groups.c.id) > tuple_(*after))
+    return list(conn.execute(stmt))
+
+
+# ---------------------------------------------------------------- memberships
+
+
+def existing_user_members(conn: Connection, tenant_id: str, group_id: str, user_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    m = group_user_members
+    for i in range(0, len(user_ids), 500):
+        chunk = list(user_ids[i : i + 500])
+        found.update(
+            conn.execute(
+                select(m.c.user_id).where(m.c.tenant_id == tenant_id, m.c.group_id == group_id, m.c.user_id.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
+def add_user_members(conn: Connection, tenant_id: str, group_id: str, user_ids: Sequence[str], at: datetime) -> None:
+    rows = [{"tenant_id": tenant_id, "group_id": group_id, "user_id": u, "added_at": at} for u in user_ids]
+    if rows:
+        conn.execute(insert(group_user_members), rows)
+
+
+def remove_user_members(conn: Connection, tenant_id: str, group_id: str, user_ids: Sequence[str]) -> None:
+    m = group_user_members
+    for i in range(0, len(user_ids), 500):
+        conn.execute(
+            delete(m).where(m.c.tenant_id == tenant_id, m.c.group_id == group_id,
+                            m.c.user_id.in_(list(user_ids[i : i + 500])))
+        )
+
+
+def has_group_member(conn: Connection, tenant_id: str, group_id: str, member_group_id: str) -> bool:
+    e = group_group_members
+    return conn.execute(
+        select(literal(1)).where(
+            e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_group_id
+        )
+    ).first() is not None
+
+
+def is_within(conn: Connection, tenant_id: str, ancestor_id: str, descendant_id: str) -> bool:
+    """True when descendant is ancestor itself or nested in it at any depth."""
+    c = group_closure
+    return conn.execute(
+        select(literal(1)).where(
+            c.c.tenant_id == tenant_id, c.c.ancestor_id == ancestor_id, c.c.descendant_id == descendant_id
+        )
+    ).first() is not None
+
+
+def add_group_member(conn: Connection, tenant_id: str, group_id: str, member_id: str, at: datetime) -> None:
+    """Nest member in group, and extend the closure: every ancestor of group now reaches every descendant
+    of member, joined at the latest edge on the path (keeping the earliest path when one existed)."""
+    conn.execute(
+        insert(group_group_members).values(
+            tenant_id=tenant_id, group_id=group_id, member_group_id=member_id, added_at=at
+        )
+    )
+    a = group_closure.alias("a")
+    d = group_closure.alias("d")
+    rows = select(
+        literal(tenant_id).label("tenant_id"),
+        a.c.ancestor_id,
+        d.c.descendant_id,
+        greatest(a.c.joined_at, literal(at, group_closure.c.joined_at.type), d.c.joined_at).label("joined_at"),
+    ).select_from(a.join(d, d.c.tenant_id == a.c.tenant_id)).where(
+        a.c.tenant_id == tenant_id,
+        a.c.descendant_id == group_id,
+        d.c.ancestor_id == member_id,
+    )
+    ins = insert_for(conn, group_closure).from_select(["tenant_id", "ancestor_id", "descendant_id", "joined_at"], rows)
+    ins = ins.on_conflict_do_update(
+        index_elements=["tenant_id", "ancestor_id", "descendant_id"],
+        set_={"joined_at": _earlier(ins.excluded.joined_at)},
+    )
+    conn.execute(ins)
+
+
+def _earlier(new: Any) -> Any:
+    return case((new < group_closure.c.joined_at, new), else_=group_closure.c.joined_at)
+
+
+def remove_group_member(conn: Connection, tenant_id: str, group_id: str, member_id: str) -> None:
+    """Un-nest member, then rebuild the closure rows of every ancestor of group from the remaining edges."""
+    e = group_group_members
+    conn.execute(
+        delete(e).where(e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_id)
+    )
+    ancestors = ancestor_ids(conn, tenant_id, group_id)
+    rebuild_closure(conn, tenant_id, ancestors)
+
+
+def rebuild_closure(conn: Connection, tenant_id: str, ancestors: Sequence[str]) -> None:
+    c = group_closure
+    for i in range(0, len(ancestors), 500):
+        chunk = list(ancestors[i : i + 500])
+        conn.execute(
+            delete(c).where(c.c.tenant_id == tenant_id, c.c.ancestor_id.in_(chunk), c.c.descendant_id != c.c.ancestor_id)
+        )
+        g = greatest_name(conn)
+        # UNION (not UNION ALL) keeps each (ancestor, group, joined) once, which bounds the walk
+        conn.execute(
+            text(
+                f"""
+                WITH RECURSIVE walk(anc, grp, joined) AS (
+                    SELECT ancestor_id, ancestor_id, joined_at FROM group_closure
+                    WHERE tenant_id = :t AND ancestor_id IN :ancs AND descendant_id = ancestor_id
+                    UNION
+                    SELECT w.anc, e.member_group_id, {g}(w.joined, e.added_at)
+                    FROM walk w JOIN group_group_members e ON e.tenant_id = :t AND e.group_id = w.grp
+                )
+                INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, joined_at)
+                SELECT :t, anc, grp, min(joined) FROM walk WHERE grp != anc GROUP BY anc, grp
+                """
+            ).bindparams(bindparam("ancs", expanding=True)),
+            {"t": tenant_id, "ancs": chunk},
+        )
+
+
+def ancestor_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
+    """The group itself and every group it is nested in, at any depth."""
+    c = group_closure
+    return list(
+        conn.execute(
+            select(c.c.ancestor_id).where(c.c.tenant_id == tenant_id, c.c.descendant_id == group_id)
+        ).scalars()
+    )
+
+
+def parent_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
+    e = group_group_members
+    return list(
+        conn.execute(select(e.c.group_id).where(e.c.tenant_id == tenant_id, e.c.member_group_id == group_id)).scalars()
+    )
+
+
+def transitive_user_ids_select(tenant_id: str, group_id: str) -> Any:
+    """SELECT of the distinct users reachable through group (a subquery for set-based work)."""
+    c = group_closure
+    m = group_user_members
+    return (
+        select(m.c.user_id)
+        .join(c, and_(c.c.tenant_id == m.c.tenant_id, c.c.descendant_id == m.c.group_id))
+        .where(c.c.tenant_id == tenant_id, c.c.ancestor_id == group_id)
+        .distinct()
+    )
+
+
+def count_transitive_users(conn: Connection, tenant_id: str, group_id: str) -> int:
+    sub = transitive_user_ids_select(tenant_id, group_id).subquery()
+    return conn.execute(select(func.count()).select_from(sub)).scalar_one()
+
+
+def direct_members_page(
+    conn: Connection, tenant_id: str, group_id: str, after: tuple[str, str] | None, limit: int
+) -> list[tuple[str, str, str]]:
+    """Direct members, users and groups, as (kind, sort_key, id) ordered by (kind, id)."""
+    m = group_user_members
+    e = group_group_members
+    q = union_all(
+        select(literal("group").label("kind"), e.c.member_group_id.label("id")).where(
+            e.c.tenant_id == tenant_id, e.c.group_id == group_id
+        ),
+        select(literal("user").label("kind"), m.c.user_id.label("id")).where(
+            m.c.tenant_id == tenant_id, m.c.group_id == group_id
+        ),
+    ).subquery()
+    stmt = select(q.c.kind, q.c.id).order_by(q.c.kind, q.c.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(tuple_(q.c.kind, q.c.id) > tuple_(*after))
+    return [(r.kind, r.id) for r in conn.execute(stmt)]  # type: ignore[misc]
+
+
+def transitive_members_page(
+    conn: Connection, tenant_id: str, group_id: str, after: tuple[str, str] | None, limit: int
+) -> list[tuple[str, str]]:
+    """Every user and nested group reachable through the group, as (kind, id) ordered by (kind, id)."""
+    c = group_closure
+    m = group_user_members
+    nested = select(literal("group").label("kind"), c.c.descendant_id.label("id")).where(
+        c.c.tenant_id == tenant_id, c.c.ancestor_id == group_id, c.c.descendant_id != group_id
+    )
+    members = (
+        select(literal("user").label("kind"), m.c.user_id.label("id"))
+        .join(c, and_(c.c.tenant_id == m.c.tenant_id, c.c.descendant_id == m.c.group_id))
+        .where(c.c.tenant_id == tenant_id, c.c.ancestor_id == group_id)
+        .distinct()
+    )
+    q = union_all(nested, members).subquery()
+    stmt = select(q.c.kind, q.c.id).order_by(q.c.kind, q.c.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(tuple_(q.c.kind, q.c.id) > tuple_(*after))
+    return [(r.kind, r.id) for r in conn.execute(stmt)]  # type: ignore[misc]
+
+
+def user_group_ids(conn: Connection, tenant_id: str, user_id: str, *, transitive: bool) -> list[str]:
+    m = group_user_members
+    if not transitive:
+        return list(
+            conn.execute(
+                select(m.c.group_id).where(m.c.tenant_id == tenant_id, m.c.user_id == user_id).order_by(m.c.group_id)
+            ).scalars()
+        )
+    c = group_closure
+    return list(
+        conn.execute(
+            select(c.c.ancestor_id)
+            .join(m, and_(m.c.tenant_id == c.c.tenant_id, m.c.group_id == c.c.descendant_id))
+            .where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
+            .distinct()
+            .order_by(c.c.ancestor_id)
+        ).scalars()
+    )

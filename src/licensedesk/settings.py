@@ -1,0 +1,27 @@
+"""Configuration from the environment (LICENSEDESK_*)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LICENSEDESK_", extra="ignore")
+
+    database_url: str = "sqlite:///licensedesk.db"
+    secret_key: str = ""
+    marketplace_secret: str = ""
+    dev_issuer: bool = False
+    # Subscription lifecycle (SPEC section 1); plans may override both.
+    grace_days: int = 30
+    suspension_days: int = 60
+    # Worker: how long a claimed job stays leased before another worker may take it over.
+    job_lease_seconds: int = 120
+    worker_poll_seconds: float = 0.5
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,83 @@
+"""The worker: processes group jobs and moves subscriptions on with time.
+
+It runs inside the server process (a thread, woken at once when a request queues a job) and as its own
+process (`licensedesk worker`). Any number of workers may share a database: jobs are claimed with
+FOR UPDATE SKIP LOCKED on PostgreSQL and under BEGIN IMMEDIATE on SQLite, and leased.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from licensedesk.billing import service as billing
+from licensedesk.context import Context
+from licensedesk.licensing import processing
+from licensedesk.licensing import service as licensing
+
+log = logging.getLogger("licensedesk.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        poll_seconds: float = 0.5,
+        lifecycle_seconds: float = 30.0,
+        lease_seconds: int = 120,
+    ) -> None:
+        self.ctx = ctx
+        self.poll_seconds = poll_seconds
+        self.lifecycle_seconds = lifecycle_seconds
+        self.lease_seconds = lease_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_lifecycle = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run_pending(self) -> int:
+        """Process every due job now. Answers how many were finished."""
+        done = 0
+        while not self._stop.is_set():
+            n = processing.run_once(self.ctx, lease_seconds=self.lease_seconds)
+            if n == 0:
+                return done
+            done += n
+        return done
+
+    def tick(self) -> int:
+        done = self.run_pending()
+        now = time.monotonic()
+        if now - self._last_lifecycle >= self.lifecycle_seconds:
+            self._last_lifecycle = now
+            billing.advance_lifecycle(self.ctx)
+        return done
+
+    def run_forever(self) -> None:
+        log.info("worker started")
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a database outage must not kill the worker; it retries
+                log.exception("worker loop failed; retrying")
+                self._stop.wait(self.poll_seconds)
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+        log.info("worker stopped")
+
+    def start(self) -> None:
+        """Run in a background thread of this process, woken whenever a job is queued here."""
+        licensing.on_jobs_queued(self.wake)
+        self._thread = threading.Thread(target=self.run_forever, name="licensedesk-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
