@@ -41,15 +41,17 @@ class FrozenClock:
 
 
 class TickingClock:
-    """A clock that advances by one microsecond per reading: deterministic, strictly increasing."""
+    """A clock that advances by one millisecond per reading: deterministic and strictly increasing, with
+    room between readings as a real clock has between requests."""
 
-    def __init__(self, start: datetime | None = None) -> None:
+    def __init__(self, start: datetime | None = None, step: timedelta = timedelta(milliseconds=1)) -> None:
         self._now = start or datetime(2026, 1, 1, 12, 0, 0)
+        self._step = step
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
         with self._lock:
-            self._now += timedelta(microseconds=1)
+            self._now += self._step
             return self._now
 
     def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:

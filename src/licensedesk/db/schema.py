@@ -96,6 +96,9 @@ users = Table(
     Column("display_name", String(256), nullable=False, server_default=""),
     Column("external_id", String(200), nullable=True),
     Column("active", Boolean, nullable=False, server_default=text("true")),
+    # when the user was last made active: a reactivated user's claims count from then (they wait for a
+    # free seat rather than take one from someone who kept working)
+    _at("activated_at"),
     _at("created_at"),
     _at("updated_at"),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),

@@ -178,8 +178,8 @@ def create_user_in(
     user_id = str(uuid.uuid4())
     try:
         with conn.begin_nested():
-            repo.insert_user(conn, tenant_id=tenant_id, id=user_id, active=active, created_at=now, updated_at=now,
-                             **values)
+            repo.insert_user(conn, tenant_id=tenant_id, id=user_id, active=active, activated_at=now,
+                             created_at=now, updated_at=now, **values)
     except IntegrityError as exc:
         raise Duplicate("user", "userPrincipalName or externalId", user_principal_name) from exc
     repo.replace_terms(conn, tenant_id, "user", user_id, repo.search_terms(values["user_principal_name"],
@@ -235,9 +235,10 @@ def update_user_in(
         return user
     _check_unique_user(conn, tenant_id, changed, user.id)
     now = ctx.clock.now()
+    extra = {"activated_at": now} if changed.get("active") is True else {}
     try:
         with conn.begin_nested():
-            repo.update_user(conn, tenant_id, user.id, updated_at=now, **changed)
+            repo.update_user(conn, tenant_id, user.id, updated_at=now, **extra, **changed)
     except IntegrityError as exc:
         raise Duplicate("user", "userPrincipalName or externalId", user.user_principal_name) from exc
     if "upn_key" in changed or "display_name" in changed:

@@ -576,14 +576,15 @@ def recompute_scope(
             literal(tenant_id),
             literal(batch_id),
             src.c.user_id,
-            func.min(src.c.granted),
+            # claim time: the oldest source's grant, but never before the user was last (re)activated
+            greatest(func.min(src.c.granted), u.c.activated_at),
             func.max(src.c.is_direct) == 1,
             func.max(src.c.is_group) == 1,
             u.c.active,
         )
         .select_from(src)
         .join(u, and_(u.c.tenant_id == tenant_id, u.c.id == src.c.user_id))
-        .group_by(src.c.user_id, u.c.active)
+        .group_by(src.c.user_id, u.c.active, u.c.activated_at)
     )
     conn.execute(
         insert(dsr).from_select(

@@ -220,6 +220,7 @@ def upgrade() -> None:
         sa.Column("display_name", sa.String(length=256), server_default="", nullable=False),
         sa.Column("external_id", sa.String(length=200), nullable=True),
         sa.Column("active", sa.Boolean(), server_default=sa.text("(true)"), nullable=False),
+        sa.Column("activated_at", sa.DateTime(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_users_tenant_id_tenants")),
