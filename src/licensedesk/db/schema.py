@@ -169,9 +169,10 @@ directory_terms = Table(
     metadata,
     _id("tenant_id", primary_key=True),
     Column("term", SearchTerm, primary_key=True),
+    Column("rank", Integer, primary_key=True),  # 0: a whole name or upn; 1: one word of a name
     Column("kind", String(8), primary_key=True),  # 'user' | 'group'
     _id("object_id", primary_key=True),
-    Index("ix_directory_terms_object", "tenant_id", "kind", "object_id", "term"),
+    Index("ix_directory_terms_object", "tenant_id", "kind", "object_id", "term", "rank"),
 )
 
 # ---------------------------------------------------------------- billing

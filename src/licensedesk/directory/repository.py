@@ -42,19 +42,22 @@ TERM_MAX = "\U0010ffff"
 _WORD = re.compile(r"[^\w]+", re.UNICODE)
 
 
-def search_terms(*names: str) -> set[str]:
-    """The prefix-search terms of an object: each whole name lower-cased, and every word of it."""
-    terms: set[str] = set()
+def search_terms(*names: str) -> dict[str, int]:
+    """The prefix-search terms of an object with their rank: each whole name lower-cased (rank 0), and
+    every word of it (rank 1). A query matching a whole name ranks before one matching only a word."""
+    terms: dict[str, int] = {}
     for name in names:
         low = name.lower().strip()
         if not low:
             continue
-        terms.add(low[:400])
-        terms.update(w[:400] for w in _WORD.split(low) if w)
+        for word in _WORD.split(low):
+            if word:
+                terms.setdefault(word[:400], 1)
+        terms[low[:400]] = 0
     return terms
 
 
-def replace_terms(conn: Connection, tenant_id: str, kind: str, object_id: str, terms: Iterable[str]) -> None:
+def replace_terms(conn: Connection, tenant_id: str, kind: str, object_id: str, terms: dict[str, int]) -> None:
     conn.execute(
         delete(directory_terms).where(
             directory_terms.c.tenant_id == tenant_id,
@@ -62,13 +65,16 @@ def replace_terms(conn: Connection, tenant_id: str, kind: str, object_id: str, t
             directory_terms.c.object_id == object_id,
         )
     )
-    rows = [{"tenant_id": tenant_id, "term": t, "kind": kind, "object_id": object_id} for t in sorted(terms)]
+    rows = [
+        {"tenant_id": tenant_id, "term": t, "rank": r, "kind": kind, "object_id": object_id}
+        for t, r in sorted(terms.items())
+    ]
     if rows:
         conn.execute(insert(directory_terms), rows)
 
 
 def delete_terms(conn: Connection, tenant_id: str, kind: str, object_id: str) -> None:
-    replace_terms(conn, tenant_id, kind, object_id, ())
+    replace_terms(conn, tenant_id, kind, object_id, {})
 
 
 # ---------------------------------------------------------------- users
@@ -151,24 +157,24 @@ def search(
     tenant_id: str,
     q: str,
     kinds: Sequence[str],
-    after: tuple[str, str, str] | None,
+    after: tuple[str, int, str, str] | None,
     limit: int,
-) -> list[tuple[str, str, str]]:
-    """(term, kind, object_id) of objects with a term starting with q, each object once (at its first
-    matching term), ordered by (term, kind, object_id): exact and shorter matches first."""
+) -> list[tuple[str, int, str, str]]:
+    """(term, rank, kind, object_id) of objects with a term starting with q, each object once (at its
+    first matching term), in index order: exact and shorter matches first, whole names before words."""
     t = directory_terms
     t2 = directory_terms.alias("t2")
     low = q.lower()
-    # an object appears at its smallest matching term only, so pages never repeat it
+    # an object appears at its first matching term only, so pages never repeat it
     earlier = exists().where(
         t2.c.tenant_id == tenant_id,
         t2.c.kind == t.c.kind,
         t2.c.object_id == t.c.object_id,
         t2.c.term >= low,
-        t2.c.term < t.c.term,
+        tuple_(t2.c.term, t2.c.rank) < tuple_(t.c.term, t.c.rank),
     )
     stmt = (
-        select(t.c.term, t.c.kind, t.c.object_id)
+        select(t.c.term, t.c.rank, t.c.kind, t.c.object_id)
         .where(
             t.c.tenant_id == tenant_id,
             t.c.term >= low,
@@ -176,12 +182,12 @@ def search(
             t.c.kind.in_(list(kinds)),
             ~earlier,
         )
-        .order_by(t.c.term, t.c.kind, t.c.object_id)
+        .order_by(t.c.term, t.c.rank, t.c.kind, t.c.object_id)
         .limit(limit)
     )
     if after is not None:
-        stmt = stmt.where(tuple_(t.c.term, t.c.kind, t.c.object_id) > tuple_(*after))
-    return [(r.term, r.kind, r.object_id) for r in conn.execute(stmt)]
+        stmt = stmt.where(tuple_(t.c.term, t.c.rank, t.c.kind, t.c.object_id) > tuple_(*after))
+    return [(r.term, r.rank, r.kind, r.object_id) for r in conn.execute(stmt)]
 
 
 def users_by_ids(conn: Connection, tenant_id: str, ids: Sequence[str]) -> dict[str, Any]:

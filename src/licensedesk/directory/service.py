@@ -300,8 +300,8 @@ def list_users(
         t = tenancy.resolve(conn, tenant_ref).id
         if search is not None and search.strip():
             hits, nxt = _search(conn, t, search, ("user",), cursor, limit)
-            rows = repo.users_by_ids(conn, t, [h[2] for h in hits])
-            return Page([_user(rows[h[2]]) for h in hits if h[2] in rows], nxt)
+            rows = repo.users_by_ids(conn, t, [h[3] for h in hits])
+            return Page([_user(rows[h[3]]) for h in hits if h[3] in rows], nxt)
         key = decode_cursor(cursor, 1)
         rows = repo.users_page(conn, t, str(key[0]) if key else None, limit + 1)
         items = [_user(r) for r in rows[:limit]]
@@ -310,10 +310,10 @@ def list_users(
 
 def _search(
     conn: Connection, t: str, q: str, kinds: Sequence[str], cursor: str | None, limit: int
-) -> tuple[list[tuple[str, str, str]], str | None]:
+) -> tuple[list[tuple[str, int, str, str]], str | None]:
     q = fields.text(q, "search", max_length=200)
-    key = decode_cursor(cursor, 3)
-    after = (str(key[0]), str(key[1]), str(key[2])) if key else None
+    key = decode_cursor(cursor, 4)
+    after = (str(key[0]), int(key[1]), str(key[2]), str(key[3])) if key else None
     hits = repo.search(conn, t, q, kinds, after, limit + 1)
     nxt = encode_cursor(*hits[limit - 1]) if len(hits) > limit else None
     return hits[:limit], nxt
@@ -345,10 +345,10 @@ def search(
     with ctx.db.read() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
         hits, nxt = _search(conn, t, q, kinds, cursor, limit)
-        user_rows = repo.users_by_ids(conn, t, [h[2] for h in hits if h[1] == "user"])
-        group_rows = repo.groups_by_ids(conn, t, [h[2] for h in hits if h[1] == "group"])
+        user_rows = repo.users_by_ids(conn, t, [h[3] for h in hits if h[2] == "user"])
+        group_rows = repo.groups_by_ids(conn, t, [h[3] for h in hits if h[2] == "group"])
     items = []
-    for term, kind, object_id in hits:
+    for term, _rank, kind, object_id in hits:
         if kind == "user" and object_id in user_rows:
             u = user_rows[object_id]
             items.append(SearchHit("user", u.id, u.display_name, u.user_principal_name, term))
@@ -460,8 +460,8 @@ def list_groups(
         t = tenancy.resolve(conn, tenant_ref).id
         if search is not None and search.strip():
             hits, nxt = _search(conn, t, search, ("group",), cursor, limit)
-            rows = repo.groups_by_ids(conn, t, [h[2] for h in hits])
-            return Page([_group(rows[h[2]]) for h in hits if h[2] in rows], nxt)
+            rows = repo.groups_by_ids(conn, t, [h[3] for h in hits])
+            return Page([_group(rows[h[3]]) for h in hits if h[3] in rows], nxt)
         key = decode_cursor(cursor, 2)
         rows = repo.groups_page(conn, t, (str(key[0]), str(key[1])) if key else None, limit + 1)
         items = [_group(r) for r in rows[:limit]]

@@ -51,13 +51,14 @@ def upgrade() -> None:
             sa.String(length=400).with_variant(sa.String(length=400, collation="C"), "postgresql"),
             nullable=False,
         ),
+        sa.Column("rank", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("object_id", sa.String(length=36), nullable=False),
-        sa.PrimaryKeyConstraint("tenant_id", "term", "kind", "object_id", name=op.f("pk_directory_terms")),
+        sa.PrimaryKeyConstraint("tenant_id", "term", "rank", "kind", "object_id", name=op.f("pk_directory_terms")),
     )
     with op.batch_alter_table("directory_terms", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_directory_terms_object", ["tenant_id", "kind", "object_id", "term"], unique=False
+            "ix_directory_terms_object", ["tenant_id", "kind", "object_id", "term", "rank"], unique=False
         )
 
     op.create_table(
