@@ -24,23 +24,30 @@ log = logging.getLogger("licensedesk.worker")
 USERS_BATCH = 1000
 
 
+def claim(ctx: Context, token: str, *, lease_seconds: int = 120) -> list[Any]:
+    """Lease the next due job (or batch of membership jobs of one tenant) and mark its groups InProgress."""
+    now = ctx.clock.now()
+    with ctx.db.write() as conn:
+        claimed = repo.claim_jobs(conn, now, now + timedelta(seconds=lease_seconds), token, USERS_BATCH)
+        for job in claimed:
+            if job.kind == "group_plan":
+                repo.set_processing_state(conn, job.tenant_id, [job.target_id], "InProgress", plan_id=job.plan_id)
+            else:
+                repo.set_processing_state(
+                    conn, job.tenant_id, directory.ancestor_ids(conn, job.tenant_id, job.target_id), "InProgress"
+                )
+    return claimed
+
+
 def run_once(ctx: Context, *, lease_seconds: int = 120) -> int:
     """Claim and process one job (or one batch of membership jobs of a tenant). Answers how many jobs
     were finished (0 when none was due)."""
     ctx = ctx.as_actor(SYSTEM)
-    now = ctx.clock.now()
     token = str(uuid.uuid4())
-    with ctx.db.write() as conn:
-        claimed = repo.claim_jobs(conn, now, now + timedelta(seconds=lease_seconds), token, USERS_BATCH)
-        if not claimed:
-            return 0
-        tenant_id = claimed[0].tenant_id
-        for job in claimed:
-            if job.kind == "group_plan":
-                repo.set_processing_state(conn, tenant_id, [job.target_id], "InProgress", plan_id=job.plan_id)
-            else:
-                repo.set_processing_state(conn, tenant_id, directory.ancestor_ids(conn, tenant_id, job.target_id),
-                                          "InProgress")
+    claimed = claim(ctx, token, lease_seconds=lease_seconds)
+    if not claimed:
+        return 0
+    tenant_id = claimed[0].tenant_id
     job_ids = [j.id for j in claimed]
     try:
         with ctx.db.write() as conn:

@@ -955,11 +955,32 @@ def finish_jobs(conn: Connection, tenant_id: str, job_ids: Sequence[str]) -> Non
 
 
 def fail_jobs(conn: Connection, tenant_id: str, job_ids: Sequence[str], token: str, error: str, retry_at: datetime) -> None:
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.tenant_id == tenant_id, jobs.c.id.in_(list(job_ids)), jobs.c.lease_token == token)
-        .values(state="queued", run_after=retry_at, lease_until=None, lease_token=None, last_error=error[:2000])
-    )
+    """Queue failed jobs again for a later try. A failed job that a newer queued duplicate already covers
+    hands its reservations over to it and goes."""
+    for job in conn.execute(
+        select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.id.in_(list(job_ids)), jobs.c.lease_token == token)
+    ).all():
+        duplicate = None
+        if job.kind != "users":
+            duplicate = conn.execute(
+                select(jobs.c.id).where(
+                    jobs.c.tenant_id == tenant_id, jobs.c.kind == job.kind, jobs.c.target_id == job.target_id,
+                    jobs.c.plan_id == job.plan_id, jobs.c.state == "queued",
+                )
+            ).scalar()
+        if duplicate is not None:
+            conn.execute(
+                update(seat_reservations)
+                .where(seat_reservations.c.tenant_id == tenant_id, seat_reservations.c.job_id == job.id)
+                .values(job_id=duplicate)
+            )
+            finish_jobs(conn, tenant_id, [job.id])
+            continue
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.tenant_id == tenant_id, jobs.c.id == job.id)
+            .values(state="queued", run_after=retry_at, lease_until=None, lease_token=None, last_error=error[:2000])
+        )
 
 
 def job_user_ids_select(tenant_id: str, job_ids: Sequence[str]) -> Any:
