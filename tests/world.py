@@ -54,6 +54,8 @@ def make_world(ctx: Context, slug: str = "contoso") -> World:
     if not any(p.id == "innofalls-charts" for p in catalog.list_products(ctx)):
         catalog.create_product(ctx, "innofalls-charts", "Innofalls Charts", "api://innofalls-charts")
         catalog.create_plan(ctx, "innofalls-charts", PLAN, "Pro", "innofalls.charts.pro", trial_days=30)
-        catalog.create_plan(ctx, "innofalls-charts", "innofalls-charts-basic", "Basic", "innofalls.charts.basic")
+        catalog.create_plan(
+            ctx, "innofalls-charts", "innofalls-charts-basic", "Basic", "innofalls.charts.basic"
+        )
     tenant = tenancy.create_tenant(ctx, slug, slug.title())
     return World(ctx, tenant.id)

@@ -16,7 +16,9 @@ from licensedesk.db.migrate import upgrade
 from licensedesk.errors import DomainError
 from licensedesk.settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="licensedesk: per-user licensing back end.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="licensedesk: per-user licensing back end."
+)
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (customer organisations).")
 app.add_typer(db_app, name="db")

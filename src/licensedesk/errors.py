@@ -82,7 +82,9 @@ class GroupHasLicenses(Conflict):
 
     def __init__(self, group: str, plans: list[str]) -> None:
         DomainError.__init__(
-            self, f"group {group} has licenses assigned ({', '.join(plans)}); unassign them first", plans=plans
+            self,
+            f"group {group} has licenses assigned ({', '.join(plans)}); unassign them first",
+            plans=plans,
         )
 
 

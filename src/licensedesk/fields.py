@@ -44,7 +44,9 @@ def slug(value: str, field: str = "slug") -> str:
 def user_principal_name(value: str) -> str:
     value = text(value, "userPrincipalName", max_length=320)
     if not UPN.match(value):
-        raise ValidationFailed("userPrincipalName must look like an e-mail address", field="userPrincipalName")
+        raise ValidationFailed(
+            "userPrincipalName must look like an e-mail address", field="userPrincipalName"
+        )
     return value
 
 

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # Worker: how long a claimed job stays leased before another worker may take it over.
     job_lease_seconds: int = 120
     worker_poll_seconds: float = 0.5
+    # The audience of admins' OIDC access tokens for the licensedesk API itself.
+    api_audience: str = "api://licensedesk"
+    log_level: str = "info"
 
 
 @lru_cache(maxsize=1)

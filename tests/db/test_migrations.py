@@ -21,7 +21,7 @@ def test_migrations_match_the_declared_schema(db):
 def test_every_tenant_owned_table_has_a_primary_key_starting_with_tenant_id():
     for table in metadata.sorted_tables:
         if "tenant_id" in table.c:
-            assert list(table.primary_key.columns)[0].name == "tenant_id", table.name
+            assert next(iter(table.primary_key.columns)).name == "tenant_id", table.name
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(db, backend):

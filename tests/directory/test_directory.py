@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from tests.world import make_world
 
 from licensedesk.audit import service as audit
 from licensedesk.directory import service as directory
 from licensedesk.errors import Duplicate, NotFound, ValidationFailed
 from licensedesk.pagination import InvalidCursor
-from tests.world import make_world
 
 
 @pytest.fixture
@@ -85,7 +85,10 @@ def test_user_search_matches_prefixes_of_the_upn_and_of_any_word_of_the_name(w, 
 
 
 def test_search_results_page_without_duplicates_or_gaps(w, ctx):
-    ids = {directory.create_user(ctx, w.tenant, f"sam{i:02d}@contoso.com", f"Sam Samson {i}").id for i in range(25)}
+    ids = {
+        directory.create_user(ctx, w.tenant, f"sam{i:02d}@contoso.com", f"Sam Samson {i}").id
+        for i in range(25)
+    }
     seen: list[str] = []
     cursor = None
     while True:
@@ -144,7 +147,10 @@ def test_groups_list_members_directly_and_transitively(w, ctx):
     assert [(m.type, m.id) for m in direct] == [("group", inner), ("user", b)]
     everyone = directory.list_members(ctx, w.tenant, outer, transitive=True).items
     assert {(m.type, m.id) for m in everyone} == {("group", inner), ("user", a), ("user", b)}
-    assert [g.display_name for g in directory.user_groups(ctx, w.tenant, a, transitive=True)] == ["Inner", "Outer"]
+    assert [g.display_name for g in directory.user_groups(ctx, w.tenant, a, transitive=True)] == [
+        "Inner",
+        "Outer",
+    ]
     assert [g.display_name for g in directory.user_groups(ctx, w.tenant, a)] == ["Inner"]
 
 
@@ -198,6 +204,12 @@ def test_directory_changes_are_audited(w, ctx):
     directory.update_user(ctx, w.tenant, a, display_name="Ann Lee")
     directory.update_user(ctx, w.tenant, a, active=False)
     actions = [e.action for e in audit.query(ctx, w.tenant).items]
-    assert actions[:5] == ["user.deactivated", "user.updated", "group.member_added", "group.created", "user.created"]
+    assert actions[:5] == [
+        "user.deactivated",
+        "user.updated",
+        "group.member_added",
+        "group.created",
+        "user.created",
+    ]
     member_events = audit.query(ctx, w.tenant, target_id=g, action="group.member_added").items
     assert member_events[0].details["memberId"] == a

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+
 import pytest
 from sqlalchemy import func, select, update
+from tests.world import PLAN, make_world
 
 from licensedesk.db.schema import jobs
 from licensedesk.directory import service as directory
@@ -12,7 +14,6 @@ from licensedesk.licensing import processing
 from licensedesk.licensing import repository as repo
 from licensedesk.licensing import service as licensing
 from licensedesk.worker import Worker
-from tests.world import PLAN, make_world
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_a_job_whose_worker_died_is_taken_over_when_its_lease_runs_out(w, ctx, c
     g = w.group("G", users=w.users("m", 2))
     licensing.assign(ctx, w.tenant, PLAN, groups=[g])
     # a worker claims the job and dies before finishing it
-    [job] = processing.claim(ctx, "dead-worker", lease_seconds=120)
+    [_job] = processing.claim(ctx, "dead-worker", lease_seconds=120)
     assert processing.run_once(ctx) == 0  # still leased
     [status] = licensing.group_licenses(ctx, w.tenant, g)
     assert status.processing_state == "InProgress"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from tests.world import PLAN, make_world
 
 from licensedesk.audit import service as audit
 from licensedesk.billing import service as billing
@@ -21,7 +22,6 @@ from licensedesk.errors import (
     ValidationFailed,
 )
 from licensedesk.licensing import service as licensing
-from tests.world import PLAN, make_world
 
 
 @pytest.fixture
@@ -315,7 +315,7 @@ def test_reassign_moves_the_seat_and_the_place_in_claim_order(w, ctx):
     licensing.assign(ctx, w.tenant, PLAN, users=[holder])
     licensing.assign(ctx, w.tenant, PLAN, users=[waiting], allow_partial=True)
     before = licensing.user_licenses(ctx, w.tenant, holder)[0].claimed_at
-    result = licensing.reassign(ctx, w.tenant, PLAN, f"u000@contoso.com", newcomer)
+    result = licensing.reassign(ctx, w.tenant, PLAN, "u000@contoso.com", newcomer)
     assert result.to_user["state"] == "Active" and result.from_user["state"] is None
     assert licensing.user_licenses(ctx, w.tenant, newcomer)[0].claimed_at == before
     assert w.state(waiting) == "Error"  # the newcomer took the holder's place, ahead of the waiting user
@@ -469,7 +469,9 @@ def test_plan_grace_days_override_the_default(ctx, clock):
     from licensedesk.catalog import service as catalog
 
     w = make_world(ctx)
-    catalog.create_plan(ctx, "innofalls-charts", "short-grace", "Short", "innofalls.charts.short", grace_days=2)
+    catalog.create_plan(
+        ctx, "innofalls-charts", "short-grace", "Short", "innofalls.charts.short", grace_days=2
+    )
     w.buy(1, plan="short-grace", term_ends_at=clock.now() + timedelta(days=1))
     clock.advance(days=2)
     billing.advance_lifecycle(ctx)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from tests.world import PLAN, make_world
 
 from licensedesk.errors import LicenseInherited, NotEnoughLicenses
 from licensedesk.licensing import service as licensing
-from tests.world import PLAN, make_world
 
 
 def test_help_page_walkthrough(ctx):
@@ -38,8 +38,16 @@ def test_help_page_walkthrough(ctx):
     row = w.overview()
     assert (row.purchased, row.assigned, row.available, row.waiting) == (5, 5, 0, 1)
     [status] = licensing.group_licenses(ctx, w.tenant, finance)
-    assert (status.processing_state, status.members_total, status.members_seated, status.members_with_errors) == (
-        "Complete", 6, 5, 1,
+    assert (
+        status.processing_state,
+        status.members_total,
+        status.members_seated,
+        status.members_with_errors,
+    ) == (
+        "Complete",
+        6,
+        5,
+        1,
     )
     members = emea + finance_only
     waiting = [u for u in members if w.state(u) == "Error"]

@@ -139,11 +139,19 @@ def export_csv(ctx: Context, tenant_id: str, **filters: Any) -> Iterator[str]:
             target = e.target or {}
             writer.writerow(
                 [
-                    e.id, e.at.isoformat() + "Z", e.actor["type"], e.actor["id"] or "", e.actor["name"] or "",
-                    e.action, target.get("type") or "", target.get("id") or "", target.get("name") or "",
-                    e.plan_id or "", json.dumps(e.details, separators=(",", ":")) if e.details else "",
+                    e.id,
+                    e.at.isoformat() + "Z",
+                    e.actor["type"],
+                    e.actor["id"] or "",
+                    e.actor["name"] or "",
+                    e.action,
+                    target.get("type") or "",
+                    target.get("id") or "",
+                    target.get("name") or "",
+                    e.plan_id or "",
+                    json.dumps(e.details, separators=(",", ":")) if e.details else "",
                     e.request_id or "",
-                ]  # fmt: skip
+                ]
             )
         yield buf.getvalue()
         if page.next_cursor is None:

@@ -16,7 +16,9 @@ def insert_subscription(conn: Connection, **values: Any) -> None:
 
 
 def subscription(conn: Connection, tenant_id: str, subscription_id: str) -> Any:
-    return conn.execute(select(subs).where(subs.c.tenant_id == tenant_id, subs.c.id == subscription_id)).first()
+    return conn.execute(
+        select(subs).where(subs.c.tenant_id == tenant_id, subs.c.id == subscription_id)
+    ).first()
 
 
 def by_external_id(conn: Connection, tenant_id: str, external_id: str) -> Any:
@@ -26,20 +28,31 @@ def by_external_id(conn: Connection, tenant_id: str, external_id: str) -> Any:
 
 
 def update_subscription(conn: Connection, tenant_id: str, subscription_id: str, **values: Any) -> None:
-    conn.execute(update(subs).where(subs.c.tenant_id == tenant_id, subs.c.id == subscription_id).values(**values))
+    conn.execute(
+        update(subs).where(subs.c.tenant_id == tenant_id, subs.c.id == subscription_id).values(**values)
+    )
 
 
 def plan_subscriptions(conn: Connection, tenant_id: str, plan_id: str) -> list[Any]:
     return list(conn.execute(select(subs).where(subs.c.tenant_id == tenant_id, subs.c.plan_id == plan_id)))
 
 
-def page(conn: Connection, tenant_id: str, after: tuple[datetime, str] | None, limit: int,
-         plan_id: str | None = None) -> list[Any]:
-    stmt = select(subs).where(subs.c.tenant_id == tenant_id).order_by(subs.c.created_at, subs.c.id).limit(limit)
+def page(
+    conn: Connection,
+    tenant_id: str,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    plan_id: str | None = None,
+) -> list[Any]:
+    stmt = (
+        select(subs).where(subs.c.tenant_id == tenant_id).order_by(subs.c.created_at, subs.c.id).limit(limit)
+    )
     if plan_id is not None:
         stmt = stmt.where(subs.c.plan_id == plan_id)
     if after is not None:
-        stmt = stmt.where(or_(subs.c.created_at > after[0], and_(subs.c.created_at == after[0], subs.c.id > after[1])))
+        stmt = stmt.where(
+            or_(subs.c.created_at > after[0], and_(subs.c.created_at == after[0], subs.c.id > after[1]))
+        )
     return list(conn.execute(stmt))
 
 

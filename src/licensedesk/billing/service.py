@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from licensedesk import fields
-from licensedesk.billing import repository
 from licensedesk.audit import service as audit
+from licensedesk.billing import repository
 from licensedesk.catalog import service as catalog
 from licensedesk.context import SYSTEM, Context
 from licensedesk.errors import NotFound, SubscriptionTerminal, ValidationFailed
@@ -44,9 +44,20 @@ class Subscription:
 
 
 def _subscription(row: Any) -> Subscription:
-    return Subscription(row.id, row.plan_id, row.quantity, row.status, bool(row.trial), row.trial_ends_at,
-                        row.term_ends_at, bool(row.auto_renew), row.source, row.external_id, row.created_at,
-                        row.updated_at)
+    return Subscription(
+        row.id,
+        row.plan_id,
+        row.quantity,
+        row.status,
+        bool(row.trial),
+        row.trial_ends_at,
+        row.term_ends_at,
+        bool(row.auto_renew),
+        row.source,
+        row.external_id,
+        row.created_at,
+        row.updated_at,
+    )
 
 
 def _quantity(value: Any) -> int:
@@ -57,7 +68,9 @@ def _quantity(value: Any) -> int:
 
 def _status(value: Any) -> str:
     if value not in seating.SUBSCRIPTION_STATUSES:
-        raise ValidationFailed(f"status must be one of {', '.join(seating.SUBSCRIPTION_STATUSES)}", field="status")
+        raise ValidationFailed(
+            f"status must be one of {', '.join(seating.SUBSCRIPTION_STATUSES)}", field="status"
+        )
     return str(value)
 
 
@@ -70,7 +83,9 @@ def _bool(value: Any, field: str) -> bool:
 def _recompute_pool(conn: Connection, ctx: Context, tenant_id: str, plan_id: str, *, force: bool) -> None:
     rows = repository.plan_subscriptions(conn, tenant_id, plan_id)
     units = seating.pool_units((r.status, r.quantity) for r in rows)
-    licensing.pool_units_changed(conn, ctx, tenant_id, plan_id, units, has_subscriptions=bool(rows), force=force)
+    licensing.pool_units_changed(
+        conn, ctx, tenant_id, plan_id, units, has_subscriptions=bool(rows), force=force
+    )
 
 
 def create_subscription(
@@ -88,9 +103,21 @@ def create_subscription(
 ) -> Subscription:
     with ctx.db.write() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
-        return _subscription(create_subscription_in(
-            conn, ctx, t, plan_id, quantity, status=status, trial=trial, term_ends_at=term_ends_at,
-            auto_renew=auto_renew, source=source, external_id=external_id))
+        return _subscription(
+            create_subscription_in(
+                conn,
+                ctx,
+                t,
+                plan_id,
+                quantity,
+                status=status,
+                trial=trial,
+                term_ends_at=term_ends_at,
+                auto_renew=auto_renew,
+                source=source,
+                external_id=external_id,
+            )
+        )
 
 
 def create_subscription_in(
@@ -129,14 +156,33 @@ def create_subscription_in(
     licensing.lock_pool(conn, ctx, tenant_id, plan.id)
     sub_id = str(uuid.uuid4())
     repository.insert_subscription(
-        conn, tenant_id=tenant_id, id=sub_id, plan_id=plan.id, quantity=quantity, status=status, trial=trial,
+        conn,
+        tenant_id=tenant_id,
+        id=sub_id,
+        plan_id=plan.id,
+        quantity=quantity,
+        status=status,
+        trial=trial,
         trial_ends_at=now + timedelta(days=plan.trial_days) if trial else None,
-        term_started_at=now, term_ends_at=term_ends_at, auto_renew=auto_renew, source=source,
-        external_id=external_id, status_changed_at=now, created_at=now, updated_at=now,
+        term_started_at=now,
+        term_ends_at=term_ends_at,
+        auto_renew=auto_renew,
+        source=source,
+        external_id=external_id,
+        status_changed_at=now,
+        created_at=now,
+        updated_at=now,
     )
-    audit.record(conn, ctx, tenant_id, "subscription.created", audit.Target("subscription", sub_id, plan.name),
-                 plan_id=plan.id, details={"quantity": quantity, "status": status, "trial": trial, "source": source},
-                 at=now)
+    audit.record(
+        conn,
+        ctx,
+        tenant_id,
+        "subscription.created",
+        audit.Target("subscription", sub_id, plan.name),
+        plan_id=plan.id,
+        details={"quantity": quantity, "status": status, "trial": trial, "source": source},
+        at=now,
+    )
     _recompute_pool(conn, ctx, tenant_id, plan.id, force=False)
     return repository.subscription(conn, tenant_id, sub_id)
 
@@ -156,8 +202,19 @@ def update_subscription(
     with ctx.db.write() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
         row = _resolve(conn, t, subscription_id)
-        return _subscription(update_subscription_in(conn, ctx, t, row, quantity=quantity, status=status,
-                                                    auto_renew=auto_renew, term_ends_at=term_ends_at, force=force))
+        return _subscription(
+            update_subscription_in(
+                conn,
+                ctx,
+                t,
+                row,
+                quantity=quantity,
+                status=status,
+                auto_renew=auto_renew,
+                term_ends_at=term_ends_at,
+                force=force,
+            )
+        )
 
 
 def _resolve(conn: Connection, tenant_id: str, subscription_id: str) -> Any:
@@ -209,23 +266,50 @@ def update_subscription_in(
     repository.update_subscription(conn, tenant_id, row.id, updated_at=now, **changed)
     target = audit.Target("subscription", row.id, row.plan_id)
     if "quantity" in changed:
-        audit.record(conn, ctx, tenant_id, "subscription.quantity_changed", target, plan_id=row.plan_id, at=now,
-                     details={"from": row.quantity, "to": changed["quantity"], "force": force})
+        audit.record(
+            conn,
+            ctx,
+            tenant_id,
+            "subscription.quantity_changed",
+            target,
+            plan_id=row.plan_id,
+            at=now,
+            details={"from": row.quantity, "to": changed["quantity"], "force": force},
+        )
     if "status" in changed:
-        audit.record(conn, ctx, tenant_id, action or "subscription.status_changed", target, plan_id=row.plan_id,
-                     at=now, details={"from": row.status, "to": changed["status"], "force": force})
+        audit.record(
+            conn,
+            ctx,
+            tenant_id,
+            action or "subscription.status_changed",
+            target,
+            plan_id=row.plan_id,
+            at=now,
+            details={"from": row.status, "to": changed["status"], "force": force},
+        )
     other = {k: v for k, v in changed.items() if k not in ("quantity", "status", "status_changed_at")}
     if other:
-        audit.record(conn, ctx, tenant_id, action if action and "status" not in changed else "subscription.updated",
-                     target, plan_id=row.plan_id, at=now,
-                     details={_CAMEL.get(k, k): v for k, v in other.items()})
+        audit.record(
+            conn,
+            ctx,
+            tenant_id,
+            action if action and "status" not in changed else "subscription.updated",
+            target,
+            plan_id=row.plan_id,
+            at=now,
+            details={_CAMEL.get(k, k): v for k, v in other.items()},
+        )
     if "quantity" in changed or "status" in changed:
         _recompute_pool(conn, ctx, tenant_id, row.plan_id, force=force)
     return repository.subscription(conn, tenant_id, row.id)
 
 
-_CAMEL = {"auto_renew": "autoRenew", "term_ends_at": "termEndsAt", "trial": "trial",
-          "term_started_at": "termStartedAt"}
+_CAMEL = {
+    "auto_renew": "autoRenew",
+    "term_ends_at": "termEndsAt",
+    "trial": "trial",
+    "term_started_at": "termStartedAt",
+}
 
 
 def get_subscription(ctx: Context, tenant_ref: str, subscription_id: str) -> Subscription:
@@ -235,7 +319,11 @@ def get_subscription(ctx: Context, tenant_ref: str, subscription_id: str) -> Sub
 
 
 def list_subscriptions(
-    ctx: Context, tenant_ref: str, *, plan_id: str | None = None, cursor: str | None = None,
+    ctx: Context,
+    tenant_ref: str,
+    *,
+    plan_id: str | None = None,
+    cursor: str | None = None,
     limit: int | None = None,
 ) -> Page[Subscription]:
     limit = check_limit(limit)
@@ -286,13 +374,33 @@ def _advance_one(conn: Connection, ctx: Context, tenant_id: str, row: Any, now: 
     grace, suspension = _periods(plan)
     if row.status == "Active" and row.trial and row.trial_ends_at is not None and row.trial_ends_at <= now:
         if row.auto_renew:
-            term = row.term_ends_at if row.term_ends_at and row.term_ends_at > row.trial_ends_at else (
-                row.trial_ends_at + DEFAULT_TERM)
-            update_subscription_in(conn, ctx, tenant_id, row, trial=False, term_started_at=row.trial_ends_at,
-                                   term_ends_at=term, force=True, action="subscription.trial_converted")
+            term = (
+                row.term_ends_at
+                if row.term_ends_at and row.term_ends_at > row.trial_ends_at
+                else (row.trial_ends_at + DEFAULT_TERM)
+            )
+            update_subscription_in(
+                conn,
+                ctx,
+                tenant_id,
+                row,
+                trial=False,
+                term_started_at=row.trial_ends_at,
+                term_ends_at=term,
+                force=True,
+                action="subscription.trial_converted",
+            )
         else:
-            update_subscription_in(conn, ctx, tenant_id, row, status="Expired", force=True,
-                                   action="subscription.trial_expired", status_changed_at=row.trial_ends_at)
+            update_subscription_in(
+                conn,
+                ctx,
+                tenant_id,
+                row,
+                status="Expired",
+                force=True,
+                action="subscription.trial_expired",
+                status_changed_at=row.trial_ends_at,
+            )
         return True
     if row.status == "Active" and row.term_ends_at is not None and row.term_ends_at <= now:
         if row.auto_renew:
@@ -301,21 +409,50 @@ def _advance_one(conn: Connection, ctx: Context, tenant_id: str, row: Any, now: 
             start, end = row.term_ends_at, row.term_ends_at + length
             while end <= now:
                 start, end = end, end + length
-            update_subscription_in(conn, ctx, tenant_id, row, term_started_at=start, term_ends_at=end, force=True,
-                                   action="subscription.renewed")
+            update_subscription_in(
+                conn,
+                ctx,
+                tenant_id,
+                row,
+                term_started_at=start,
+                term_ends_at=end,
+                force=True,
+                action="subscription.renewed",
+            )
         else:
-            update_subscription_in(conn, ctx, tenant_id, row, status="Warning", force=True,
-                                   action="subscription.term_ended", status_changed_at=row.term_ends_at)
+            update_subscription_in(
+                conn,
+                ctx,
+                tenant_id,
+                row,
+                status="Warning",
+                force=True,
+                action="subscription.term_ended",
+                status_changed_at=row.term_ends_at,
+            )
         return True
     if row.status == "Warning" and row.status_changed_at + grace <= now:
-        update_subscription_in(conn, ctx, tenant_id, row, status="Suspended", force=True,
-                               action="subscription.suspended", status_changed_at=row.status_changed_at + grace)
+        update_subscription_in(
+            conn,
+            ctx,
+            tenant_id,
+            row,
+            status="Suspended",
+            force=True,
+            action="subscription.suspended",
+            status_changed_at=row.status_changed_at + grace,
+        )
         return True
     if row.status == "Suspended" and row.status_changed_at + suspension <= now:
-        update_subscription_in(conn, ctx, tenant_id, row, status="Expired", force=True,
-                               action="subscription.expired", status_changed_at=row.status_changed_at + suspension)
+        update_subscription_in(
+            conn,
+            ctx,
+            tenant_id,
+            row,
+            status="Expired",
+            force=True,
+            action="subscription.expired",
+            status_changed_at=row.status_changed_at + suspension,
+        )
         return True
     return False
-
-
-

@@ -41,8 +41,16 @@ def _product(row: Any) -> Product:
 
 
 def _plan(row: Any) -> Plan:
-    return Plan(row.id, row.product_id, row.name, row.sp_identifier, row.trial_days, row.grace_days,
-                row.suspension_days, row.created_at)
+    return Plan(
+        row.id,
+        row.product_id,
+        row.name,
+        row.sp_identifier,
+        row.trial_days,
+        row.grace_days,
+        row.suspension_days,
+        row.created_at,
+    )
 
 
 def create_product(ctx: Context, product_id: str, name: str, audience: str) -> Product:
@@ -54,9 +62,17 @@ def create_product(ctx: Context, product_id: str, name: str, audience: str) -> P
             raise Duplicate("product", "id", product_id)
         if repository.product_by_audience(conn, audience) is not None:
             raise Duplicate("product", "audience", audience)
-        repository.insert_product(conn, id=product_id, name=name, audience=audience, created_at=ctx.clock.now())
-        audit.record(conn, ctx, SYSTEM_TENANT, "product.created", audit.Target("product", product_id, name),
-                     details={"audience": audience})
+        repository.insert_product(
+            conn, id=product_id, name=name, audience=audience, created_at=ctx.clock.now()
+        )
+        audit.record(
+            conn,
+            ctx,
+            SYSTEM_TENANT,
+            "product.created",
+            audit.Target("product", product_id, name),
+            details={"audience": audience},
+        )
         return _product(repository.product(conn, product_id))
 
 
@@ -100,8 +116,15 @@ def create_plan(
         if repository.plan_by_sp_identifier(conn, product_id, sp_identifier) is not None:
             raise Duplicate("plan", "spIdentifier", sp_identifier)
         repository.insert_plan(conn, **values)
-        audit.record(conn, ctx, SYSTEM_TENANT, "plan.created", audit.Target("plan", plan_id, name),
-                     plan_id=plan_id, details={"productId": product_id, "spIdentifier": sp_identifier})
+        audit.record(
+            conn,
+            ctx,
+            SYSTEM_TENANT,
+            "plan.created",
+            audit.Target("plan", plan_id, name),
+            plan_id=plan_id,
+            details={"productId": product_id, "spIdentifier": sp_identifier},
+        )
         return _plan(repository.plan(conn, plan_id))
 
 

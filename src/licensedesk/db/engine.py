@@ -43,7 +43,9 @@ class Database:
                 connect_args={"connect_timeout": 10},
             )
         else:
-            raise ValueError(f"unsupported database {self.dialect!r}: use sqlite:/// or postgresql+psycopg://")
+            raise ValueError(
+                f"unsupported database {self.dialect!r}: use sqlite:/// or postgresql+psycopg://"
+            )
 
     @property
     def is_sqlite(self) -> bool:

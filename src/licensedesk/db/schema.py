@@ -388,5 +388,40 @@ audit_events = Table(
     Index("ix_audit_events_plan", "tenant_id", "plan_id", "at"),
 )
 
+# ---------------------------------------------------------------- authentication and requests
+
+# API tokens. Operator tokens (all tenants) are kept under SYSTEM_TENANT. Only the SHA-256 of the secret
+# is stored.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("id", primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_by", String(320), nullable=True),
+    _at("created_at"),
+    _at("last_used_at", nullable=True),
+    _at("revoked_at", nullable=True),
+)
+
+# Answers of mutating POSTs by Idempotency-Key (kept 24 h). `key_hash` covers the caller and the key.
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("key_hash", String(64), primary_key=True),
+    Column("method", String(8), nullable=False),
+    Column("path", String(2000), nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),  # 0 while the first request is still running
+    Column("content_type", String(100), nullable=True),
+    Column("body", Text, nullable=True),
+    _at("created_at"),
+    Index("ix_idempotency_records_created", "created_at"),
+)
+
 # Catalog changes and other events that belong to no tenant are audited under this id.
 SYSTEM_TENANT = "00000000-0000-0000-0000-000000000000"

@@ -4,7 +4,7 @@ Every query takes tenant_id first."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -98,10 +98,7 @@ def user(conn: Connection, tenant_id: str, user_id: str) -> Any:
 
 def user_by_ref(conn: Connection, tenant_id: str, ref: str) -> Any:
     """A user by id or by userPrincipalName (case-insensitive)."""
-    if "@" in ref:
-        cond = users.c.upn_key == ref.lower()
-    else:
-        cond = users.c.id == ref
+    cond = users.c.upn_key == ref.lower() if "@" in ref else users.c.id == ref
     return conn.execute(select(users).where(users.c.tenant_id == tenant_id, cond)).first()
 
 
@@ -135,7 +132,9 @@ def users_by_refs(conn: Connection, tenant_id: str, refs: Sequence[str]) -> dict
         for row in conn.execute(select(users).where(users.c.tenant_id == tenant_id, or_(*conds))):
             out[row.id] = row
             out[row.upn_key] = row
-    return {r: out[r if "@" not in r else r.lower()] for r in refs if (r if "@" not in r else r.lower()) in out}
+    return {
+        r: out[r if "@" not in r else r.lower()] for r in refs if (r if "@" not in r else r.lower()) in out
+    }
 
 
 def users_page(conn: Connection, tenant_id: str, after_upn: str | None, limit: int) -> list[Any]:
@@ -146,7 +145,9 @@ def users_page(conn: Connection, tenant_id: str, after_upn: str | None, limit: i
 
 
 def count_users(conn: Connection, tenant_id: str) -> int:
-    return conn.execute(select(func.count()).select_from(users).where(users.c.tenant_id == tenant_id)).scalar_one()
+    return conn.execute(
+        select(func.count()).select_from(users).where(users.c.tenant_id == tenant_id)
+    ).scalar_one()
 
 
 # ---------------------------------------------------------------- search
@@ -242,7 +243,9 @@ def delete_group(conn: Connection, tenant_id: str, group_id: str) -> None:
 
 
 def group(conn: Connection, tenant_id: str, group_id: str) -> Any:
-    return conn.execute(select(groups).where(groups.c.tenant_id == tenant_id, groups.c.id == group_id)).first()
+    return conn.execute(
+        select(groups).where(groups.c.tenant_id == tenant_id, groups.c.id == group_id)
+    ).first()
 
 
 def group_by_external_id(conn: Connection, tenant_id: str, external_id: str) -> Any:
@@ -275,20 +278,26 @@ def groups_page(conn: Connection, tenant_id: str, after: tuple[str, str] | None,
 # ---------------------------------------------------------------- memberships
 
 
-def existing_user_members(conn: Connection, tenant_id: str, group_id: str, user_ids: Sequence[str]) -> set[str]:
+def existing_user_members(
+    conn: Connection, tenant_id: str, group_id: str, user_ids: Sequence[str]
+) -> set[str]:
     found: set[str] = set()
     m = group_user_members
     for i in range(0, len(user_ids), 500):
         chunk = list(user_ids[i : i + 500])
         found.update(
             conn.execute(
-                select(m.c.user_id).where(m.c.tenant_id == tenant_id, m.c.group_id == group_id, m.c.user_id.in_(chunk))
+                select(m.c.user_id).where(
+                    m.c.tenant_id == tenant_id, m.c.group_id == group_id, m.c.user_id.in_(chunk)
+                )
             ).scalars()
         )
     return found
 
 
-def add_user_members(conn: Connection, tenant_id: str, group_id: str, user_ids: Sequence[str], at: datetime) -> None:
+def add_user_members(
+    conn: Connection, tenant_id: str, group_id: str, user_ids: Sequence[str], at: datetime
+) -> None:
     rows = [{"tenant_id": tenant_id, "group_id": group_id, "user_id": u, "added_at": at} for u in user_ids]
     if rows:
         conn.execute(insert(group_user_members), rows)
@@ -298,28 +307,37 @@ def remove_user_members(conn: Connection, tenant_id: str, group_id: str, user_id
     m = group_user_members
     for i in range(0, len(user_ids), 500):
         conn.execute(
-            delete(m).where(m.c.tenant_id == tenant_id, m.c.group_id == group_id,
-                            m.c.user_id.in_(list(user_ids[i : i + 500])))
+            delete(m).where(
+                m.c.tenant_id == tenant_id,
+                m.c.group_id == group_id,
+                m.c.user_id.in_(list(user_ids[i : i + 500])),
+            )
         )
 
 
 def has_group_member(conn: Connection, tenant_id: str, group_id: str, member_group_id: str) -> bool:
     e = group_group_members
-    return conn.execute(
-        select(literal(1)).where(
-            e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_group_id
-        )
-    ).first() is not None
+    return (
+        conn.execute(
+            select(literal(1)).where(
+                e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_group_id
+            )
+        ).first()
+        is not None
+    )
 
 
 def is_within(conn: Connection, tenant_id: str, ancestor_id: str, descendant_id: str) -> bool:
     """True when descendant is ancestor itself or nested in it at any depth."""
     c = group_closure
-    return conn.execute(
-        select(literal(1)).where(
-            c.c.tenant_id == tenant_id, c.c.ancestor_id == ancestor_id, c.c.descendant_id == descendant_id
-        )
-    ).first() is not None
+    return (
+        conn.execute(
+            select(literal(1)).where(
+                c.c.tenant_id == tenant_id, c.c.ancestor_id == ancestor_id, c.c.descendant_id == descendant_id
+            )
+        ).first()
+        is not None
+    )
 
 
 def add_group_member(conn: Connection, tenant_id: str, group_id: str, member_id: str, at: datetime) -> None:
@@ -332,17 +350,25 @@ def add_group_member(conn: Connection, tenant_id: str, group_id: str, member_id:
     )
     a = group_closure.alias("a")
     d = group_closure.alias("d")
-    rows = select(
-        literal(tenant_id).label("tenant_id"),
-        a.c.ancestor_id,
-        d.c.descendant_id,
-        greatest(a.c.joined_at, literal(at, group_closure.c.joined_at.type), d.c.joined_at).label("joined_at"),
-    ).select_from(a.join(d, d.c.tenant_id == a.c.tenant_id)).where(
-        a.c.tenant_id == tenant_id,
-        a.c.descendant_id == group_id,
-        d.c.ancestor_id == member_id,
+    rows = (
+        select(
+            literal(tenant_id).label("tenant_id"),
+            a.c.ancestor_id,
+            d.c.descendant_id,
+            greatest(a.c.joined_at, literal(at, group_closure.c.joined_at.type), d.c.joined_at).label(
+                "joined_at"
+            ),
+        )
+        .select_from(a.join(d, d.c.tenant_id == a.c.tenant_id))
+        .where(
+            a.c.tenant_id == tenant_id,
+            a.c.descendant_id == group_id,
+            d.c.ancestor_id == member_id,
+        )
     )
-    ins = insert_for(conn, group_closure).from_select(["tenant_id", "ancestor_id", "descendant_id", "joined_at"], rows)
+    ins = insert_for(conn, group_closure).from_select(
+        ["tenant_id", "ancestor_id", "descendant_id", "joined_at"], rows
+    )
     ins = ins.on_conflict_do_update(
         index_elements=["tenant_id", "ancestor_id", "descendant_id"],
         set_={"joined_at": _earlier(ins.excluded.joined_at)},
@@ -358,7 +384,9 @@ def remove_group_member(conn: Connection, tenant_id: str, group_id: str, member_
     """Un-nest member, then rebuild the closure rows of every ancestor of group from the remaining edges."""
     e = group_group_members
     conn.execute(
-        delete(e).where(e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_id)
+        delete(e).where(
+            e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_id
+        )
     )
     ancestors = ancestor_ids(conn, tenant_id, group_id)
     rebuild_closure(conn, tenant_id, ancestors)
@@ -369,7 +397,9 @@ def rebuild_closure(conn: Connection, tenant_id: str, ancestors: Sequence[str]) 
     for i in range(0, len(ancestors), 500):
         chunk = list(ancestors[i : i + 500])
         conn.execute(
-            delete(c).where(c.c.tenant_id == tenant_id, c.c.ancestor_id.in_(chunk), c.c.descendant_id != c.c.ancestor_id)
+            delete(c).where(
+                c.c.tenant_id == tenant_id, c.c.ancestor_id.in_(chunk), c.c.descendant_id != c.c.ancestor_id
+            )
         )
         g = greatest_name(conn)
         # UNION (not UNION ALL) keeps each (ancestor, group, joined) once, which bounds the walk
@@ -404,7 +434,9 @@ def ancestor_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
 def parent_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
     e = group_group_members
     return list(
-        conn.execute(select(e.c.group_id).where(e.c.tenant_id == tenant_id, e.c.member_group_id == group_id)).scalars()
+        conn.execute(
+            select(e.c.group_id).where(e.c.tenant_id == tenant_id, e.c.member_group_id == group_id)
+        ).scalars()
     )
 
 
@@ -472,7 +504,9 @@ def user_group_ids(conn: Connection, tenant_id: str, user_id: str, *, transitive
     if not transitive:
         return list(
             conn.execute(
-                select(m.c.group_id).where(m.c.tenant_id == tenant_id, m.c.user_id == user_id).order_by(m.c.group_id)
+                select(m.c.group_id)
+                .where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
+                .order_by(m.c.group_id)
             ).scalars()
         )
     c = group_closure

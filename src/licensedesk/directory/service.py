@@ -57,8 +57,15 @@ class Member:
 
 
 def _user(row: Any) -> User:
-    return User(row.id, row.user_principal_name, row.display_name, row.external_id, bool(row.active),
-                row.created_at, row.updated_at)
+    return User(
+        row.id,
+        row.user_principal_name,
+        row.display_name,
+        row.external_id,
+        bool(row.active),
+        row.created_at,
+        row.updated_at,
+    )
 
 
 def _group(row: Any) -> Group:
@@ -156,8 +163,11 @@ def create_user(
 ) -> User:
     with ctx.db.write() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
-        return _user(create_user_in(conn, ctx, t, user_principal_name, display_name, external_id=external_id,
-                                    active=active))
+        return _user(
+            create_user_in(
+                conn, ctx, t, user_principal_name, display_name, external_id=external_id, active=active
+            )
+        )
 
 
 def create_user_in(
@@ -178,15 +188,38 @@ def create_user_in(
     user_id = str(uuid.uuid4())
     try:
         with conn.begin_nested():
-            repo.insert_user(conn, tenant_id=tenant_id, id=user_id, active=active, activated_at=now,
-                             created_at=now, updated_at=now, **values)
+            repo.insert_user(
+                conn,
+                tenant_id=tenant_id,
+                id=user_id,
+                active=active,
+                activated_at=now,
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
     except IntegrityError as exc:
         raise Duplicate("user", "userPrincipalName or externalId", user_principal_name) from exc
-    repo.replace_terms(conn, tenant_id, "user", user_id, repo.search_terms(values["user_principal_name"],
-                                                                             values["display_name"]))
-    audit.record(conn, ctx, tenant_id, "user.created", audit.Target("user", user_id, values["user_principal_name"]),
-                 details={"displayName": values["display_name"], "externalId": values["external_id"],
-                          "active": active}, at=now)
+    repo.replace_terms(
+        conn,
+        tenant_id,
+        "user",
+        user_id,
+        repo.search_terms(values["user_principal_name"], values["display_name"]),
+    )
+    audit.record(
+        conn,
+        ctx,
+        tenant_id,
+        "user.created",
+        audit.Target("user", user_id, values["user_principal_name"]),
+        details={
+            "displayName": values["display_name"],
+            "externalId": values["external_id"],
+            "active": active,
+        },
+        at=now,
+    )
     return repo.user(conn, tenant_id, user_id)
 
 
@@ -203,8 +236,18 @@ def update_user(
     with ctx.db.write() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
         user = resolve_user(conn, t, user_ref)
-        return _user(update_user_in(conn, ctx, t, user, user_principal_name=user_principal_name,
-                                    display_name=display_name, external_id=external_id, active=active))
+        return _user(
+            update_user_in(
+                conn,
+                ctx,
+                t,
+                user,
+                user_principal_name=user_principal_name,
+                display_name=display_name,
+                external_id=external_id,
+                active=active,
+            )
+        )
 
 
 def update_user_in(
@@ -223,7 +266,9 @@ def update_user_in(
         upn = fields.user_principal_name(user_principal_name)
         values.update(user_principal_name=upn, upn_key=upn.lower())
     if display_name is not UNSET:
-        values["display_name"] = fields.text(display_name or "", "displayName", max_length=256, required=False)
+        values["display_name"] = fields.text(
+            display_name or "", "displayName", max_length=256, required=False
+        )
     if external_id is not UNSET:
         values["external_id"] = fields.optional_text(external_id, "externalId", max_length=200)
     if active is not UNSET:
@@ -242,17 +287,30 @@ def update_user_in(
     except IntegrityError as exc:
         raise Duplicate("user", "userPrincipalName or externalId", user.user_principal_name) from exc
     if "upn_key" in changed or "display_name" in changed:
-        repo.replace_terms(conn, tenant_id, "user", user.id, repo.search_terms(
-            changed.get("user_principal_name", user.user_principal_name),
-            changed.get("display_name", user.display_name)))
+        repo.replace_terms(
+            conn,
+            tenant_id,
+            "user",
+            user.id,
+            repo.search_terms(
+                changed.get("user_principal_name", user.user_principal_name),
+                changed.get("display_name", user.display_name),
+            ),
+        )
     name = changed.get("user_principal_name", user.user_principal_name)
     target = audit.Target("user", user.id, name)
     details = {k: v for k, v in changed.items() if k not in ("upn_key", "active")}
     if details:
         audit.record(conn, ctx, tenant_id, "user.updated", target, details=_camel(details), at=now)
     if "active" in changed:
-        audit.record(conn, ctx, tenant_id, "user.activated" if changed["active"] else "user.deactivated", target,
-                     at=now)
+        audit.record(
+            conn,
+            ctx,
+            tenant_id,
+            "user.activated" if changed["active"] else "user.deactivated",
+            target,
+            at=now,
+        )
         from licensedesk.licensing import service as licensing
 
         licensing.users_activity_changed(conn, ctx, tenant_id, [user.id])
@@ -260,8 +318,12 @@ def update_user_in(
 
 
 def _camel(values: dict[str, Any]) -> dict[str, Any]:
-    names = {"user_principal_name": "userPrincipalName", "display_name": "displayName",
-             "external_id": "externalId", "description": "description"}
+    names = {
+        "user_principal_name": "userPrincipalName",
+        "display_name": "displayName",
+        "external_id": "externalId",
+        "description": "description",
+    }
     return {names.get(k, k): v for k, v in values.items()}
 
 
@@ -278,8 +340,14 @@ def delete_user(ctx: Context, tenant_ref: str, user_ref: str) -> None:
         for gid in direct_groups:
             repo.remove_user_members(conn, t, gid, [user.id])
         licensing.user_deleting(conn, ctx, t, user, groups)
-        audit.record(conn, ctx, t, "user.deleted", audit.Target("user", user.id, user.user_principal_name),
-                     details={"groups": direct_groups})
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "user.deleted",
+            audit.Target("user", user.id, user.user_principal_name),
+            details={"groups": direct_groups},
+        )
         repo.delete_terms(conn, t, "user", user.id)
         repo.delete_user(conn, t, user.id)
 
@@ -291,7 +359,12 @@ def get_user(ctx: Context, tenant_ref: str, user_ref: str) -> User:
 
 
 def list_users(
-    ctx: Context, tenant_ref: str, *, search: str | None = None, cursor: str | None = None, limit: int | None = None
+    ctx: Context,
+    tenant_ref: str,
+    *,
+    search: str | None = None,
+    cursor: str | None = None,
+    limit: int | None = None,
 ) -> Page[User]:
     """Users by userPrincipalName; with `search`, those whose userPrincipalName or any word of whose
     displayName starts with it (case-insensitive), best matches first."""
@@ -374,12 +447,19 @@ def create_group(
         t = tenancy.resolve(conn, tenant_ref).id
         row = create_group_in(conn, ctx, t, display_name, description=description, external_id=external_id)
         if members and (members.get("users") or members.get("groups")):
-            add_members_in(conn, ctx, t, row, users=members.get("users") or (), groups=members.get("groups") or ())
+            add_members_in(
+                conn, ctx, t, row, users=members.get("users") or (), groups=members.get("groups") or ()
+            )
         return _group(repo.group(conn, t, row.id))
 
 
 def create_group_in(
-    conn: Connection, ctx: Context, tenant_id: str, display_name: str, *, description: str = "",
+    conn: Connection,
+    ctx: Context,
+    tenant_id: str,
+    display_name: str,
+    *,
+    description: str = "",
     external_id: str | None = None,
 ) -> Any:
     display_name = fields.text(display_name, "displayName", max_length=256)
@@ -389,17 +469,37 @@ def create_group_in(
         raise Duplicate("group", "externalId", external_id)
     now = ctx.clock.now()
     group_id = str(uuid.uuid4())
-    repo.insert_group(conn, tenant_id=tenant_id, id=group_id, display_name=display_name,
-                      name_key=display_name.lower()[:400], description=description, external_id=external_id,
-                      created_at=now, updated_at=now)
+    repo.insert_group(
+        conn,
+        tenant_id=tenant_id,
+        id=group_id,
+        display_name=display_name,
+        name_key=display_name.lower()[:400],
+        description=description,
+        external_id=external_id,
+        created_at=now,
+        updated_at=now,
+    )
     repo.replace_terms(conn, tenant_id, "group", group_id, repo.search_terms(display_name))
-    audit.record(conn, ctx, tenant_id, "group.created", audit.Target("group", group_id, display_name),
-                 details={"description": description, "externalId": external_id}, at=now)
+    audit.record(
+        conn,
+        ctx,
+        tenant_id,
+        "group.created",
+        audit.Target("group", group_id, display_name),
+        details={"description": description, "externalId": external_id},
+        at=now,
+    )
     return repo.group(conn, tenant_id, group_id)
 
 
 def update_group(
-    ctx: Context, tenant_ref: str, group_id: str, *, display_name: str = UNSET, description: str = UNSET,
+    ctx: Context,
+    tenant_ref: str,
+    group_id: str,
+    *,
+    display_name: str = UNSET,
+    description: str = UNSET,
     external_id: str | None = UNSET,
 ) -> Group:
     with ctx.db.write() as conn:
@@ -410,10 +510,14 @@ def update_group(
             values["display_name"] = fields.text(display_name, "displayName", max_length=256)
             values["name_key"] = values["display_name"].lower()[:400]
         if description is not UNSET:
-            values["description"] = fields.text(description or "", "description", max_length=1024, required=False)
+            values["description"] = fields.text(
+                description or "", "description", max_length=1024, required=False
+            )
         if external_id is not UNSET:
             values["external_id"] = fields.optional_text(external_id, "externalId", max_length=200)
-            other = repo.group_by_external_id(conn, t, values["external_id"]) if values["external_id"] else None
+            other = (
+                repo.group_by_external_id(conn, t, values["external_id"]) if values["external_id"] else None
+            )
             if other is not None and other.id != group.id:
                 raise Duplicate("group", "externalId", values["external_id"])
         changed = {k: v for k, v in values.items() if getattr(group, k) != v}
@@ -422,9 +526,15 @@ def update_group(
             repo.update_group(conn, t, group.id, updated_at=now, **changed)
             if "display_name" in changed:
                 repo.replace_terms(conn, t, "group", group.id, repo.search_terms(changed["display_name"]))
-            audit.record(conn, ctx, t, "group.updated",
-                         audit.Target("group", group.id, changed.get("display_name", group.display_name)),
-                         details=_camel({k: v for k, v in changed.items() if k != "name_key"}), at=now)
+            audit.record(
+                conn,
+                ctx,
+                t,
+                "group.updated",
+                audit.Target("group", group.id, changed.get("display_name", group.display_name)),
+                details=_camel({k: v for k, v in changed.items() if k != "name_key"}),
+                at=now,
+            )
         return _group(repo.group(conn, t, group.id))
 
 
@@ -442,8 +552,14 @@ def delete_group(ctx: Context, tenant_ref: str, group_id: str) -> None:
             repo.remove_group_member(conn, t, parent, group.id)
         repo.delete_terms(conn, t, "group", group.id)
         repo.delete_group(conn, t, group.id)
-        audit.record(conn, ctx, t, "group.deleted", audit.Target("group", group.id, group.display_name),
-                     details={"parents": parents})
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "group.deleted",
+            audit.Target("group", group.id, group.display_name),
+            details={"parents": parents},
+        )
 
 
 def get_group(ctx: Context, tenant_ref: str, group_id: str) -> Group:
@@ -453,7 +569,12 @@ def get_group(ctx: Context, tenant_ref: str, group_id: str) -> Group:
 
 
 def list_groups(
-    ctx: Context, tenant_ref: str, *, search: str | None = None, cursor: str | None = None, limit: int | None = None
+    ctx: Context,
+    tenant_ref: str,
+    *,
+    search: str | None = None,
+    cursor: str | None = None,
+    limit: int | None = None,
 ) -> Page[Group]:
     limit = check_limit(limit)
     with ctx.db.read() as conn:
@@ -495,7 +616,12 @@ def add_members(
 
 
 def add_members_in(
-    conn: Connection, ctx: Context, tenant_id: str, group: Any, *, users: Sequence[str] = (),
+    conn: Connection,
+    ctx: Context,
+    tenant_id: str,
+    group: Any,
+    *,
+    users: Sequence[str] = (),
     groups: Sequence[str] = (),
 ) -> MembershipChange:
     from licensedesk.licensing import service as licensing
@@ -515,12 +641,25 @@ def add_members_in(
         repo.add_group_member(conn, t, group.id, member.id, now)
     target = audit.Target("group", group.id, group.display_name)
     for u in new_users:
-        audit.record(conn, ctx, t, "group.member_added", target,
-                     details={"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
-                     at=now)
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "group.member_added",
+            target,
+            details={"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
+            at=now,
+        )
     for g in new_groups:
-        audit.record(conn, ctx, t, "group.member_added", target,
-                     details={"memberType": "group", "memberId": g.id, "displayName": g.display_name}, at=now)
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "group.member_added",
+            target,
+            details={"memberType": "group", "memberId": g.id, "displayName": g.display_name},
+            at=now,
+        )
     if new_users:
         licensing.membership_changed(conn, ctx, t, group.id, added_users=[u.id for u in new_users])
     for g in new_groups:
@@ -555,7 +694,12 @@ def remove_member(ctx: Context, tenant_ref: str, group_id: str, member_id: str) 
 
 
 def remove_members_in(
-    conn: Connection, ctx: Context, tenant_id: str, group: Any, *, users: Sequence[str] = (),
+    conn: Connection,
+    ctx: Context,
+    tenant_id: str,
+    group: Any,
+    *,
+    users: Sequence[str] = (),
     groups: Sequence[str] = (),
 ) -> MembershipChange:
     from licensedesk.licensing import service as licensing
@@ -574,17 +718,30 @@ def remove_members_in(
     repo.remove_user_members(conn, t, group.id, [u.id for u in user_rows])
     target = audit.Target("group", group.id, group.display_name)
     for u in user_rows:
-        audit.record(conn, ctx, t, "group.member_removed", target,
-                     details={"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
-                     at=now)
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "group.member_removed",
+            target,
+            details={"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
+            at=now,
+        )
     if user_rows:
         licensing.membership_changed(conn, ctx, t, group.id, removed_users=[u.id for u in user_rows])
     for g in group_rows:
         # queue first: the job's users are the nested group's members, read while still nested
         licensing.membership_changed(conn, ctx, t, group.id, nested_group=g.id, nesting_added=False)
         repo.remove_group_member(conn, t, group.id, g.id)
-        audit.record(conn, ctx, t, "group.member_removed", target,
-                     details={"memberType": "group", "memberId": g.id, "displayName": g.display_name}, at=now)
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "group.member_removed",
+            target,
+            details={"memberType": "group", "memberId": g.id, "displayName": g.display_name},
+            at=now,
+        )
     if user_rows or group_rows:
         repo.update_group(conn, t, group.id, updated_at=now)
     return MembershipChange([], [], [u.id for u in user_rows], [g.id for g in group_rows])
@@ -597,12 +754,23 @@ def remove_all_members(ctx: Context, tenant_ref: str, group_id: str) -> Membersh
         tenancy_repo.lock(conn, t)
         group = resolve_group(conn, t, group_id)
         members = repo.direct_members_page(conn, t, group.id, None, 10_000_000)
-        return remove_members_in(conn, ctx, t, group, users=[i for k, i in members if k == "user"],
-                                 groups=[i for k, i in members if k == "group"])
+        return remove_members_in(
+            conn,
+            ctx,
+            t,
+            group,
+            users=[i for k, i in members if k == "user"],
+            groups=[i for k, i in members if k == "group"],
+        )
 
 
 def list_members(
-    ctx: Context, tenant_ref: str, group_id: str, *, transitive: bool = False, cursor: str | None = None,
+    ctx: Context,
+    tenant_ref: str,
+    group_id: str,
+    *,
+    transitive: bool = False,
+    cursor: str | None = None,
     limit: int | None = None,
 ) -> Page[Member]:
     """Members of a group, groups first then users; with transitive, everyone reachable through it."""

@@ -31,10 +31,15 @@ def claim(ctx: Context, token: str, *, lease_seconds: int = 120) -> list[Any]:
         claimed = repo.claim_jobs(conn, now, now + timedelta(seconds=lease_seconds), token, USERS_BATCH)
         for job in claimed:
             if job.kind == "group_plan":
-                repo.set_processing_state(conn, job.tenant_id, [job.target_id], "InProgress", plan_id=job.plan_id)
+                repo.set_processing_state(
+                    conn, job.tenant_id, [job.target_id], "InProgress", plan_id=job.plan_id
+                )
             else:
                 repo.set_processing_state(
-                    conn, job.tenant_id, directory.ancestor_ids(conn, job.tenant_id, job.target_id), "InProgress"
+                    conn,
+                    job.tenant_id,
+                    directory.ancestor_ids(conn, job.tenant_id, job.target_id),
+                    "InProgress",
                 )
     return claimed
 
@@ -59,8 +64,14 @@ def run_once(ctx: Context, *, lease_seconds: int = 120) -> int:
         attempts = max(j.attempts for j in claimed) + 1
         log.exception("job %s of tenant %s failed (attempt %d)", job_ids[0], tenant_id, attempts)
         with ctx.db.write() as conn:
-            repo.fail_jobs(conn, tenant_id, job_ids, token, repr(exc),
-                           ctx.clock.now() + timedelta(seconds=min(300, 2**attempts)))
+            repo.fail_jobs(
+                conn,
+                tenant_id,
+                job_ids,
+                token,
+                repr(exc),
+                ctx.clock.now() + timedelta(seconds=min(300, 2**attempts)),
+            )
         return 0
     return len(claimed)
 
@@ -71,14 +82,20 @@ def _process(conn: Connection, ctx: Context, tenant_id: str, claimed: list[Any])
         job = claimed[0]
         repo.lock_pool(conn, tenant_id, job.plan_id, now)
         batch = repo.new_batch()
-        repo.scope_from(conn, tenant_id, batch, directory.transitive_user_ids_select(tenant_id, job.target_id))
+        repo.scope_from(
+            conn, tenant_id, batch, directory.transitive_user_ids_select(tenant_id, job.target_id)
+        )
         licensing.apply_scope(conn, ctx, tenant_id, job.plan_id, batch, now, release_jobs=[job.id])
         repo.clear_batch(conn, tenant_id, batch)
         repo.recount_group_status(conn, tenant_id, [job.target_id], now, complete=True, plan_id=job.plan_id)
         return
     job_ids = [j.id for j in claimed]
     licensing.recompute_users(
-        conn, ctx, tenant_id, user_select=repo.job_user_ids_select(tenant_id, job_ids), release_jobs=job_ids,
+        conn,
+        ctx,
+        tenant_id,
+        user_select=repo.job_user_ids_select(tenant_id, job_ids),
+        release_jobs=job_ids,
         now=now,
     )
     groups: set[str] = set()

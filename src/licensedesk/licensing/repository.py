@@ -84,7 +84,9 @@ def lock_pool(conn: Connection, tenant_id: str, plan_id: str, now: datetime) -> 
 
 
 def pool(conn: Connection, tenant_id: str, plan_id: str) -> Any:
-    return conn.execute(select(pools).where(pools.c.tenant_id == tenant_id, pools.c.plan_id == plan_id)).first()
+    return conn.execute(
+        select(pools).where(pools.c.tenant_id == tenant_id, pools.c.plan_id == plan_id)
+    ).first()
 
 
 def tenant_pools(conn: Connection, tenant_id: str, *, with_subscriptions_only: bool = False) -> list[Any]:
@@ -124,7 +126,10 @@ _COUNTER_OF_STATE = {
 
 
 def apply_state_deltas(
-    conn: Connection, tenant_id: str, plan_id: str, transitions: Iterable[tuple[str | None, str | None, int]],
+    conn: Connection,
+    tenant_id: str,
+    plan_id: str,
+    transitions: Iterable[tuple[str | None, str | None, int]],
     now: datetime,
 ) -> None:
     deltas: dict[str, int] = {}
@@ -148,18 +153,35 @@ def apply_state_deltas(
 def reserve(
     conn: Connection, tenant_id: str, plan_id: str, job_id: str, accepted_at: datetime, seats: int
 ) -> None:
+    """Promise seats to a queued job. A job that absorbed a duplicate keeps one reservation per plan,
+    the larger of the two (a merged job's users are the same users)."""
     if seats <= 0:
         return
-    conn.execute(
-        insert(seat_reservations).values(
-            tenant_id=tenant_id, id=str(uuid.uuid4()), job_id=job_id, plan_id=plan_id,
-            accepted_at=accepted_at, seats=seats,
+    r = seat_reservations
+    existing = conn.execute(
+        select(r.c.id, r.c.seats).where(r.c.tenant_id == tenant_id, r.c.job_id == job_id, r.c.plan_id == plan_id)
+    ).first()
+    if existing is not None:
+        extra = seats - existing.seats
+        if extra <= 0:
+            return
+        conn.execute(update(r).where(r.c.tenant_id == tenant_id, r.c.id == existing.id).values(seats=seats))
+    else:
+        extra = seats
+        conn.execute(
+            insert(r).values(
+                tenant_id=tenant_id,
+                id=str(uuid.uuid4()),
+                job_id=job_id,
+                plan_id=plan_id,
+                accepted_at=accepted_at,
+                seats=seats,
+            )
         )
-    )
     conn.execute(
         update(pools)
         .where(pools.c.tenant_id == tenant_id, pools.c.plan_id == plan_id)
-        .values(reserved=pools.c.reserved + seats)
+        .values(reserved=pools.c.reserved + extra)
     )
 
 
@@ -215,7 +237,9 @@ def direct_user_ids(conn: Connection, tenant_id: str, plan_id: str, user_ids: Se
         out.update(
             conn.execute(
                 select(d.c.user_id).where(
-                    d.c.tenant_id == tenant_id, d.c.plan_id == plan_id, d.c.user_id.in_(list(user_ids[i : i + 500]))
+                    d.c.tenant_id == tenant_id,
+                    d.c.plan_id == plan_id,
+                    d.c.user_id.in_(list(user_ids[i : i + 500])),
                 )
             ).scalars()
         )
@@ -229,7 +253,9 @@ def direct_assignment(conn: Connection, tenant_id: str, plan_id: str, user_id: s
     ).first()
 
 
-def insert_direct(conn: Connection, tenant_id: str, plan_id: str, user_ids: Sequence[str], at: datetime) -> None:
+def insert_direct(
+    conn: Connection, tenant_id: str, plan_id: str, user_ids: Sequence[str], at: datetime
+) -> None:
     if user_ids:
         conn.execute(
             insert(direct_assignments),
@@ -241,7 +267,11 @@ def delete_direct(conn: Connection, tenant_id: str, plan_id: str, user_ids: Sequ
     d = direct_assignments
     for i in range(0, len(user_ids), 500):
         conn.execute(
-            delete(d).where(d.c.tenant_id == tenant_id, d.c.plan_id == plan_id, d.c.user_id.in_(list(user_ids[i : i + 500])))
+            delete(d).where(
+                d.c.tenant_id == tenant_id,
+                d.c.plan_id == plan_id,
+                d.c.user_id.in_(list(user_ids[i : i + 500])),
+            )
         )
 
 
@@ -259,7 +289,9 @@ def group_assignment(conn: Connection, tenant_id: str, plan_id: str, group_id: s
     ).first()
 
 
-def insert_group_assignment(conn: Connection, tenant_id: str, plan_id: str, group_id: str, at: datetime) -> None:
+def insert_group_assignment(
+    conn: Connection, tenant_id: str, plan_id: str, group_id: str, at: datetime
+) -> None:
     conn.execute(
         insert(group_assignments).values(
             tenant_id=tenant_id, plan_id=plan_id, group_id=group_id, assigned_at=at, processing_state="Queued"
@@ -269,13 +301,17 @@ def insert_group_assignment(conn: Connection, tenant_id: str, plan_id: str, grou
 
 def delete_group_assignment(conn: Connection, tenant_id: str, plan_id: str, group_id: str) -> None:
     g = group_assignments
-    conn.execute(delete(g).where(g.c.tenant_id == tenant_id, g.c.plan_id == plan_id, g.c.group_id == group_id))
+    conn.execute(
+        delete(g).where(g.c.tenant_id == tenant_id, g.c.plan_id == plan_id, g.c.group_id == group_id)
+    )
 
 
 def group_plans(conn: Connection, tenant_id: str, group_id: str) -> list[Any]:
     g = group_assignments
     return list(
-        conn.execute(select(g).where(g.c.tenant_id == tenant_id, g.c.group_id == group_id).order_by(g.c.plan_id))
+        conn.execute(
+            select(g).where(g.c.tenant_id == tenant_id, g.c.group_id == group_id).order_by(g.c.plan_id)
+        )
     )
 
 
@@ -322,7 +358,12 @@ def group_assignments_page(
 
 
 def recount_group_status(
-    conn: Connection, tenant_id: str, group_ids: Sequence[str], now: datetime, *, complete: bool,
+    conn: Connection,
+    tenant_id: str,
+    group_ids: Sequence[str],
+    now: datetime,
+    *,
+    complete: bool,
     plan_id: str | None = None,
 ) -> None:
     """Count members of each group assignment on these groups afresh (after membership changes)."""
@@ -349,12 +390,17 @@ def recount_group_status(
             .select_from(members)
             .outerjoin(
                 lic,
-                and_(lic.c.tenant_id == tenant_id, lic.c.plan_id == assigned_plan,
-                     lic.c.user_id == members.c.user_id),
+                and_(
+                    lic.c.tenant_id == tenant_id,
+                    lic.c.plan_id == assigned_plan,
+                    lic.c.user_id == members.c.user_id,
+                ),
             )
         ).one()
         values: dict[str, Any] = {
-            "members_total": row[0], "members_seated": row[1], "members_with_errors": row[2],
+            "members_total": row[0],
+            "members_seated": row[1],
+            "members_with_errors": row[2],
         }
         if complete:
             values.update(processing_state="Complete", last_processed_at=now)
@@ -378,11 +424,15 @@ def license_row(conn: Connection, tenant_id: str, plan_id: str, user_id: str) ->
 def user_licenses(conn: Connection, tenant_id: str, user_id: str) -> list[Any]:
     lic = licenses
     return list(
-        conn.execute(select(lic).where(lic.c.tenant_id == tenant_id, lic.c.user_id == user_id).order_by(lic.c.plan_id))
+        conn.execute(
+            select(lic).where(lic.c.tenant_id == tenant_id, lic.c.user_id == user_id).order_by(lic.c.plan_id)
+        )
     )
 
 
-def user_group_sources(conn: Connection, tenant_id: str, user_id: str, plan_id: str | None = None) -> list[Any]:
+def user_group_sources(
+    conn: Connection, tenant_id: str, user_id: str, plan_id: str | None = None
+) -> list[Any]:
     """(plan_id, group_id, display_name) of every group assignment that reaches the user."""
     c = group_closure
     m = group_user_members
@@ -443,7 +493,9 @@ def states_of(conn: Connection, tenant_id: str, plan_id: str, user_ids: Sequence
             (r.user_id, r.state)
             for r in conn.execute(
                 select(lic.c.user_id, lic.c.state).where(
-                    lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.user_id.in_(list(user_ids[i : i + 500]))
+                    lic.c.tenant_id == tenant_id,
+                    lic.c.plan_id == plan_id,
+                    lic.c.user_id.in_(list(user_ids[i : i + 500])),
                 )
             )
         )
@@ -460,7 +512,9 @@ def new_batch() -> str:
 def scope_users(conn: Connection, tenant_id: str, batch_id: str, user_ids: Iterable[str]) -> None:
     rows = [{"tenant_id": tenant_id, "batch_id": batch_id, "user_id": u} for u in dict.fromkeys(user_ids)]
     if rows:
-        ins = insert_for(conn, work_scope).on_conflict_do_nothing(index_elements=["tenant_id", "batch_id", "user_id"])
+        ins = insert_for(conn, work_scope).on_conflict_do_nothing(
+            index_elements=["tenant_id", "batch_id", "user_id"]
+        )
         conn.execute(ins, rows)
 
 
@@ -486,11 +540,15 @@ def scope_plans(conn: Connection, tenant_id: str, batch_id: str) -> list[str]:
     c = group_closure
     g = group_assignments
     in_scope = and_(s.c.tenant_id == tenant_id, s.c.batch_id == batch_id)
-    held = select(lic.c.plan_id).join(s, and_(s.c.tenant_id == lic.c.tenant_id, s.c.user_id == lic.c.user_id)).where(
-        in_scope, lic.c.tenant_id == tenant_id
+    held = (
+        select(lic.c.plan_id)
+        .join(s, and_(s.c.tenant_id == lic.c.tenant_id, s.c.user_id == lic.c.user_id))
+        .where(in_scope, lic.c.tenant_id == tenant_id)
     )
-    direct = select(d.c.plan_id).join(s, and_(s.c.tenant_id == d.c.tenant_id, s.c.user_id == d.c.user_id)).where(
-        in_scope, d.c.tenant_id == tenant_id
+    direct = (
+        select(d.c.plan_id)
+        .join(s, and_(s.c.tenant_id == d.c.tenant_id, s.c.user_id == d.c.user_id))
+        .where(in_scope, d.c.tenant_id == tenant_id)
     )
     via = (
         select(g.c.plan_id)
@@ -505,7 +563,9 @@ def scope_plans(conn: Connection, tenant_id: str, batch_id: str) -> list[str]:
 
 
 def clear_batch(conn: Connection, tenant_id: str, batch_id: str, *, keep_scope: bool = False) -> None:
-    for t in (work_desired, work_seat_changes) if keep_scope else (work_scope, work_desired, work_seat_changes):
+    for t in (
+        (work_desired, work_seat_changes) if keep_scope else (work_scope, work_desired, work_seat_changes)
+    ):
         conn.execute(delete(t).where(t.c.tenant_id == tenant_id, t.c.batch_id == batch_id))
 
 
@@ -515,7 +575,9 @@ def count_needing_seat(conn: Connection, tenant_id: str, plan_id: str, batch_id:
     lic = licenses
     u = users
     seated = exists().where(
-        lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.user_id == s.c.user_id,
+        lic.c.tenant_id == tenant_id,
+        lic.c.plan_id == plan_id,
+        lic.c.user_id == s.c.user_id,
         lic.c.state.in_(list(SEATED)),
     )
     return conn.execute(
@@ -567,7 +629,9 @@ def recompute_scope(
         .select_from(s)
         .join(m, and_(m.c.tenant_id == s.c.tenant_id, m.c.user_id == s.c.user_id))
         .join(c, and_(c.c.tenant_id == m.c.tenant_id, c.c.descendant_id == m.c.group_id))
-        .join(g, and_(g.c.tenant_id == c.c.tenant_id, g.c.group_id == c.c.ancestor_id, g.c.plan_id == plan_id))
+        .join(
+            g, and_(g.c.tenant_id == c.c.tenant_id, g.c.group_id == c.c.ancestor_id, g.c.plan_id == plan_id)
+        )
         .where(in_scope)
     )
     src = union_all(direct_src, group_src).subquery()
@@ -621,7 +685,9 @@ def recompute_scope(
         ),
     )
     keys = union_all(old_keys, new_keys).subquery()
-    first = conn.execute(select(keys.c.claim_at, keys.c.user_id).order_by(keys.c.claim_at, keys.c.user_id).limit(1)).first()
+    first = conn.execute(
+        select(keys.c.claim_at, keys.c.user_id).order_by(keys.c.claim_at, keys.c.user_id).limit(1)
+    ).first()
     if first is None:
         return None
 
@@ -633,11 +699,15 @@ def recompute_scope(
             in_scope,
             lic.c.tenant_id == tenant_id,
             lic.c.plan_id == plan_id,
-            ~exists().where(dsr.c.tenant_id == tenant_id, dsr.c.batch_id == batch_id, dsr.c.user_id == lic.c.user_id),
+            ~exists().where(
+                dsr.c.tenant_id == tenant_id, dsr.c.batch_id == batch_id, dsr.c.user_id == lic.c.user_id
+            ),
         )
     )
     wsc = work_seat_changes
-    conn.execute(insert(wsc).from_select(["tenant_id", "batch_id", "user_id", "old_state", "new_state"], gone))
+    conn.execute(
+        insert(wsc).from_select(["tenant_id", "batch_id", "user_id", "old_state", "new_state"], gone)
+    )
     conn.execute(
         delete(lic).where(
             lic.c.tenant_id == tenant_id,
@@ -650,19 +720,42 @@ def recompute_scope(
 
     # new and changed licenses
     upsert_rows = select(
-        literal(tenant_id), literal(plan_id), dsr.c.user_id, dsr.c.claim_at, dsr.c.direct, dsr.c.via_group,
-        dsr.c.active, literal(NEW), literal(now, lic.c.created_at.type), literal(now, lic.c.updated_at.type),
+        literal(tenant_id),
+        literal(plan_id),
+        dsr.c.user_id,
+        dsr.c.claim_at,
+        dsr.c.direct,
+        dsr.c.via_group,
+        dsr.c.active,
+        literal(NEW),
+        literal(now, lic.c.created_at.type),
+        literal(now, lic.c.updated_at.type),
     ).where(dsr.c.tenant_id == tenant_id, dsr.c.batch_id == batch_id)
     ins = insert_for(conn, lic).from_select(
-        ["tenant_id", "plan_id", "user_id", "claim_at", "direct", "via_group", "active", "state", "created_at",
-         "updated_at"],
+        [
+            "tenant_id",
+            "plan_id",
+            "user_id",
+            "claim_at",
+            "direct",
+            "via_group",
+            "active",
+            "state",
+            "created_at",
+            "updated_at",
+        ],
         upsert_rows,
     )
     ex = ins.excluded
     ins = ins.on_conflict_do_update(
         index_elements=["tenant_id", "plan_id", "user_id"],
-        set_={"claim_at": ex.claim_at, "direct": ex.direct, "via_group": ex.via_group, "active": ex.active,
-              "updated_at": ex.updated_at},
+        set_={
+            "claim_at": ex.claim_at,
+            "direct": ex.direct,
+            "via_group": ex.via_group,
+            "active": ex.active,
+            "updated_at": ex.updated_at,
+        },
         where=or_(
             lic.c.claim_at != ex.claim_at,
             lic.c.direct != ex.direct,
@@ -690,11 +783,13 @@ def reseat(
     wsc = work_seat_changes
     s = work_scope
     r = seat_reservations
-    key_from = tuple_(lic.c.claim_at, lic.c.user_id) >= tuple_(literal(since[0], lic.c.claim_at.type), literal(since[1]))
+    key_from = tuple_(lic.c.claim_at, lic.c.user_id) >= tuple_(
+        literal(since[0], lic.c.claim_at.type), literal(since[1])
+    )
     base = conn.execute(
-        select(func.count()).select_from(lic).where(
-            lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.active.is_(True), ~key_from
-        )
+        select(func.count())
+        .select_from(lic)
+        .where(lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.active.is_(True), ~key_from)
     ).scalar_one()
     rank = func.row_number().over(order_by=(lic.c.claim_at, lic.c.user_id)) + base
     has_reservations = conn.execute(
@@ -721,21 +816,31 @@ def reseat(
     )
     decided = select(ranked.c.user_id, ranked.c.state, new_state.label("new_state")).subquery()
     changes = select(
-        literal(tenant_id), literal(batch_id), decided.c.user_id,
-        case((decided.c.state == NEW, null()), else_=decided.c.state), decided.c.new_state,
+        literal(tenant_id),
+        literal(batch_id),
+        decided.c.user_id,
+        case((decided.c.state == NEW, null()), else_=decided.c.state),
+        decided.c.new_state,
     ).where(decided.c.state != decided.c.new_state)
     cols = ["tenant_id", "batch_id", "user_id", "old_state", "new_state"]
     conn.execute(insert(wsc).from_select(cols, changes))
     # inactive users of the scope hold no seat
     disabled = (
         select(
-            literal(tenant_id), literal(batch_id), lic.c.user_id,
-            case((lic.c.state == NEW, null()), else_=lic.c.state), literal(DISABLED),
+            literal(tenant_id),
+            literal(batch_id),
+            lic.c.user_id,
+            case((lic.c.state == NEW, null()), else_=lic.c.state),
+            literal(DISABLED),
         )
         .join(s, and_(s.c.tenant_id == lic.c.tenant_id, s.c.user_id == lic.c.user_id))
         .where(
-            s.c.tenant_id == tenant_id, s.c.batch_id == batch_id, lic.c.tenant_id == tenant_id,
-            lic.c.plan_id == plan_id, lic.c.active.is_(False), lic.c.state != DISABLED,
+            s.c.tenant_id == tenant_id,
+            s.c.batch_id == batch_id,
+            lic.c.tenant_id == tenant_id,
+            lic.c.plan_id == plan_id,
+            lic.c.active.is_(False),
+            lic.c.state != DISABLED,
         )
     )
     conn.execute(insert(wsc).from_select(cols, disabled))
@@ -756,7 +861,9 @@ def reseat(
     return [
         (old, new, int(n))
         for old, new, n in conn.execute(
-            select(wsc.c.old_state, wsc.c.new_state, func.count()).where(in_batch).group_by(wsc.c.old_state, wsc.c.new_state)
+            select(wsc.c.old_state, wsc.c.new_state, func.count())
+            .where(in_batch)
+            .group_by(wsc.c.old_state, wsc.c.new_state)
         )
     ]
 
@@ -770,12 +877,17 @@ def apply_group_status_deltas(conn: Connection, tenant_id: str, plan_id: str, ba
     g = group_assignments
     pairs = (
         select(
-            wsc.c.user_id, g.c.group_id, wsc.c.old_state, wsc.c.new_state,
+            wsc.c.user_id,
+            g.c.group_id,
+            wsc.c.old_state,
+            wsc.c.new_state,
         )
         .select_from(wsc)
         .join(m, and_(m.c.tenant_id == wsc.c.tenant_id, m.c.user_id == wsc.c.user_id))
         .join(c, and_(c.c.tenant_id == m.c.tenant_id, c.c.descendant_id == m.c.group_id))
-        .join(g, and_(g.c.tenant_id == c.c.tenant_id, g.c.group_id == c.c.ancestor_id, g.c.plan_id == plan_id))
+        .join(
+            g, and_(g.c.tenant_id == c.c.tenant_id, g.c.group_id == c.c.ancestor_id, g.c.plan_id == plan_id)
+        )
         .where(wsc.c.tenant_id == tenant_id, wsc.c.batch_id == batch_id)
         .distinct()
         .subquery()
@@ -830,9 +942,18 @@ def seat_change_events(
     details = literal('{"from":') + js(old) + literal(',"to":') + js(new) + literal("}")
     return (
         select(
-            literal(tenant_id), new_uuid(), literal(at, users.c.created_at.type),
-            literal(actor[0]), literal(actor[1]), literal(actor[2]), action,
-            literal("user"), wsc.c.user_id, users.c.user_principal_name, literal(plan_id), details,
+            literal(tenant_id),
+            new_uuid(),
+            literal(at, users.c.created_at.type),
+            literal(actor[0]),
+            literal(actor[1]),
+            literal(actor[2]),
+            action,
+            literal("user"),
+            wsc.c.user_id,
+            users.c.user_principal_name,
+            literal(plan_id),
+            details,
             literal(request_id),
         )
         .select_from(wsc)
@@ -860,22 +981,37 @@ def enqueue_job(
     the job that will do the work."""
     job_id = str(uuid.uuid4())
     values = {
-        "tenant_id": tenant_id, "id": job_id, "kind": kind, "target_id": target_id, "plan_id": plan_id,
-        "state": "queued", "attempts": 0, "run_after": now, "created_at": now,
+        "tenant_id": tenant_id,
+        "id": job_id,
+        "kind": kind,
+        "target_id": target_id,
+        "plan_id": plan_id,
+        "state": "queued",
+        "attempts": 0,
+        "run_after": now,
+        "created_at": now,
     }
     if kind == "users":
         conn.execute(insert(jobs).values(**values))
     else:
-        ins = insert_for(conn, jobs).values(**values).on_conflict_do_nothing(
-            index_elements=["tenant_id", "kind", "target_id", "plan_id"],
-            index_where=and_(jobs.c.state == "queued", jobs.c.kind != "users"),
+        ins = (
+            insert_for(conn, jobs)
+            .values(**values)
+            .on_conflict_do_nothing(
+                index_elements=["tenant_id", "kind", "target_id", "plan_id"],
+                index_where=and_(jobs.c.state == "queued", jobs.c.kind != "users"),
+            )
+            .returning(jobs.c.id)
         )
-        if conn.execute(ins).rowcount == 0:
+        if conn.execute(ins).first() is None:  # a queued duplicate absorbs this one
             return str(
                 conn.execute(
                     select(jobs.c.id).where(
-                        jobs.c.tenant_id == tenant_id, jobs.c.kind == kind, jobs.c.target_id == target_id,
-                        jobs.c.plan_id == plan_id, jobs.c.state == "queued",
+                        jobs.c.tenant_id == tenant_id,
+                        jobs.c.kind == kind,
+                        jobs.c.target_id == target_id,
+                        jobs.c.plan_id == plan_id,
+                        jobs.c.state == "queued",
                     )
                 ).scalar_one()
             )
@@ -941,7 +1077,9 @@ def claim_jobs(conn: Connection, now: datetime, lease_until: datetime, token: st
 def jobs_still_leased(conn: Connection, tenant_id: str, job_ids: Sequence[str], token: str) -> bool:
     n = conn.execute(
         select(func.count()).where(
-            jobs.c.tenant_id == tenant_id, jobs.c.id.in_(list(job_ids)), jobs.c.lease_token == token,
+            jobs.c.tenant_id == tenant_id,
+            jobs.c.id.in_(list(job_ids)),
+            jobs.c.lease_token == token,
             jobs.c.state == "running",
         )
     ).scalar_one()
@@ -954,18 +1092,25 @@ def finish_jobs(conn: Connection, tenant_id: str, job_ids: Sequence[str]) -> Non
     conn.execute(delete(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.id.in_(ids)))
 
 
-def fail_jobs(conn: Connection, tenant_id: str, job_ids: Sequence[str], token: str, error: str, retry_at: datetime) -> None:
+def fail_jobs(
+    conn: Connection, tenant_id: str, job_ids: Sequence[str], token: str, error: str, retry_at: datetime
+) -> None:
     """Queue failed jobs again for a later try. A failed job that a newer queued duplicate already covers
     hands its reservations over to it and goes."""
     for job in conn.execute(
-        select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.id.in_(list(job_ids)), jobs.c.lease_token == token)
+        select(jobs).where(
+            jobs.c.tenant_id == tenant_id, jobs.c.id.in_(list(job_ids)), jobs.c.lease_token == token
+        )
     ).all():
         duplicate = None
         if job.kind != "users":
             duplicate = conn.execute(
                 select(jobs.c.id).where(
-                    jobs.c.tenant_id == tenant_id, jobs.c.kind == job.kind, jobs.c.target_id == job.target_id,
-                    jobs.c.plan_id == job.plan_id, jobs.c.state == "queued",
+                    jobs.c.tenant_id == tenant_id,
+                    jobs.c.kind == job.kind,
+                    jobs.c.target_id == job.target_id,
+                    jobs.c.plan_id == job.plan_id,
+                    jobs.c.state == "queued",
                 )
             ).scalar()
         if duplicate is not None:
@@ -979,12 +1124,20 @@ def fail_jobs(conn: Connection, tenant_id: str, job_ids: Sequence[str], token: s
         conn.execute(
             update(jobs)
             .where(jobs.c.tenant_id == tenant_id, jobs.c.id == job.id)
-            .values(state="queued", run_after=retry_at, lease_until=None, lease_token=None, last_error=error[:2000])
+            .values(
+                state="queued",
+                run_after=retry_at,
+                lease_until=None,
+                lease_token=None,
+                last_error=error[:2000],
+            )
         )
 
 
 def job_user_ids_select(tenant_id: str, job_ids: Sequence[str]) -> Any:
-    return select(job_users.c.user_id).where(job_users.c.tenant_id == tenant_id, job_users.c.job_id.in_(list(job_ids)))
+    return select(job_users.c.user_id).where(
+        job_users.c.tenant_id == tenant_id, job_users.c.job_id.in_(list(job_ids))
+    )
 
 
 def queue_depth(conn: Connection) -> int:
@@ -992,4 +1145,6 @@ def queue_depth(conn: Connection) -> int:
 
 
 def pending_jobs(conn: Connection, tenant_id: str) -> int:
-    return conn.execute(select(func.count()).select_from(jobs).where(jobs.c.tenant_id == tenant_id)).scalar_one()
+    return conn.execute(
+        select(func.count()).select_from(jobs).where(jobs.c.tenant_id == tenant_id)
+    ).scalar_one()

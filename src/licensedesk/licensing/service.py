@@ -82,7 +82,12 @@ def apply_scope(
             audit.record_rows(
                 conn,
                 repo.seat_change_events(
-                    tenant_id, plan_id, batch, now, (ctx.actor.type, ctx.actor.id, ctx.actor.name), ctx.request_id
+                    tenant_id,
+                    plan_id,
+                    batch,
+                    now,
+                    (ctx.actor.type, ctx.actor.id, ctx.actor.name),
+                    ctx.request_id,
                 ),
             )
     repo.clear_batch(conn, tenant_id, batch, keep_scope=True)
@@ -186,15 +191,29 @@ def assign(
         new_groups = [g for g in group_rows if repo.group_assignment(conn, t, plan.id, g.id) is None]
         for g in dict((g.id, g) for g in new_groups).values():
             repo.insert_group_assignment(conn, t, plan.id, g.id, now)
-            audit.record(conn, ctx, t, "license.assigned", audit.Target("group", g.id, g.display_name),
-                         plan_id=plan.id, at=now)
+            audit.record(
+                conn,
+                ctx,
+                t,
+                "license.assigned",
+                audit.Target("group", g.id, g.display_name),
+                plan_id=plan.id,
+                at=now,
+            )
         already = repo.direct_user_ids(conn, t, plan.id, user_ids)
         new_users = [u for u in dict((u.id, u) for u in user_rows).values() if u.id not in already]
         direct_at = now + timedelta(microseconds=1)
         repo.insert_direct(conn, t, plan.id, [u.id for u in new_users], direct_at)
         for u in new_users:
-            audit.record(conn, ctx, t, "license.assigned", audit.Target("user", u.id, u.user_principal_name),
-                         plan_id=plan.id, at=now)
+            audit.record(
+                conn,
+                ctx,
+                t,
+                "license.assigned",
+                audit.Target("user", u.id, u.user_principal_name),
+                plan_id=plan.id,
+                at=now,
+            )
         if new_users:
             batch = repo.new_batch()
             repo.scope_users(conn, t, batch, [u.id for u in new_users])
@@ -216,7 +235,8 @@ def assign(
 
         states = repo.states_of(conn, t, plan.id, user_ids)
         result.users = [
-            {"userId": u, "state": states.get(u), "error": seating.error_of(states.get(u, ""))} for u in user_ids
+            {"userId": u, "state": states.get(u), "error": seating.error_of(states.get(u, ""))}
+            for u in user_ids
         ]
         result.groups = [
             {"groupId": g, "processingState": repo.group_assignment(conn, t, plan.id, g).processing_state}
@@ -265,8 +285,15 @@ def unassign(
 
         repo.delete_direct(conn, t, plan.id, [u.id for u in user_rows])
         for u in user_rows:
-            audit.record(conn, ctx, t, "license.unassigned", audit.Target("user", u.id, u.user_principal_name),
-                         plan_id=plan.id, at=now)
+            audit.record(
+                conn,
+                ctx,
+                t,
+                "license.unassigned",
+                audit.Target("user", u.id, u.user_principal_name),
+                plan_id=plan.id,
+                at=now,
+            )
         if user_rows:
             batch = repo.new_batch()
             repo.scope_users(conn, t, batch, [u.id for u in user_rows])
@@ -275,15 +302,24 @@ def unassign(
         for g in group_rows:
             repo.delete_group_assignment(conn, t, plan.id, g.id)
             repo.enqueue_job(conn, t, "group_plan", g.id, now, plan_id=plan.id)
-            audit.record(conn, ctx, t, "license.unassigned", audit.Target("group", g.id, g.display_name),
-                         plan_id=plan.id, at=now)
+            audit.record(
+                conn,
+                ctx,
+                t,
+                "license.unassigned",
+                audit.Target("group", g.id, g.display_name),
+                plan_id=plan.id,
+                at=now,
+            )
         if group_rows:
             _jobs_queued(conn)
         states = repo.states_of(conn, t, plan.id, [u.id for u in user_rows])
         return UnassignResult(
             plan.id,
-            [{"userId": u.id, "state": states.get(u.id), "error": seating.error_of(states.get(u.id, ""))}
-             for u in user_rows],
+            [
+                {"userId": u.id, "state": states.get(u.id), "error": seating.error_of(states.get(u.id, ""))}
+                for u in user_rows
+            ],
             [{"groupId": g.id, "processingState": "Queued"} for g in group_rows],
         )
 
@@ -311,9 +347,16 @@ def reassign(ctx: Context, tenant_ref: str, plan_id: str, from_ref: str, to_ref:
         moved = repo.direct_assignment(conn, t, plan.id, src.id)
         repo.delete_direct(conn, t, plan.id, [src.id])
         repo.insert_direct(conn, t, plan.id, [dst.id], moved.assigned_at)
-        audit.record(conn, ctx, t, "license.reassigned", audit.Target("user", dst.id, dst.user_principal_name),
-                     plan_id=plan.id, at=now,
-                     details={"fromUserId": src.id, "fromUserPrincipalName": src.user_principal_name})
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "license.reassigned",
+            audit.Target("user", dst.id, dst.user_principal_name),
+            plan_id=plan.id,
+            at=now,
+            details={"fromUserId": src.id, "fromUserPrincipalName": src.user_principal_name},
+        )
         batch = repo.new_batch()
         repo.scope_users(conn, t, batch, [src.id, dst.id])
         apply_scope(conn, ctx, t, plan.id, batch, now)
@@ -321,8 +364,16 @@ def reassign(ctx: Context, tenant_ref: str, plan_id: str, from_ref: str, to_ref:
         states = repo.states_of(conn, t, plan.id, [src.id, dst.id])
         return ReassignResult(
             plan.id,
-            {"userId": src.id, "state": states.get(src.id), "error": seating.error_of(states.get(src.id, ""))},
-            {"userId": dst.id, "state": states.get(dst.id), "error": seating.error_of(states.get(dst.id, ""))},
+            {
+                "userId": src.id,
+                "state": states.get(src.id),
+                "error": seating.error_of(states.get(src.id, "")),
+            },
+            {
+                "userId": dst.id,
+                "state": states.get(dst.id),
+                "error": seating.error_of(states.get(dst.id, "")),
+            },
         )
 
 
@@ -335,7 +386,9 @@ def reprocess_user(ctx: Context, tenant_ref: str, user_ref: str) -> list[License
         t = tenancy.resolve(conn, tenant_ref).id
         user = directory.resolve_user(conn, t, user_ref)
         recompute_users(conn, ctx, t, [user.id])
-        audit.record(conn, ctx, t, "user.reprocessed", audit.Target("user", user.id, user.user_principal_name))
+        audit.record(
+            conn, ctx, t, "user.reprocessed", audit.Target("user", user.id, user.user_principal_name)
+        )
         return _user_licenses(conn, t, user.id)
 
 
@@ -360,15 +413,24 @@ def users_activity_changed(conn: Connection, ctx: Context, tenant_id: str, user_
     recompute_users(conn, ctx, tenant_id, user_ids)
 
 
-def user_deleting(conn: Connection, ctx: Context, tenant_id: str, user: Any, group_ids: Sequence[str]) -> None:
+def user_deleting(
+    conn: Connection, ctx: Context, tenant_id: str, user: Any, group_ids: Sequence[str]
+) -> None:
     """Before a user is deleted (after their memberships were removed): remove their assignments, free
     their seats, and recount the groups they were in (`group_ids`, transitive)."""
     now = ctx.clock.now()
     for plan_id in repo.user_direct_plans(conn, tenant_id, user.id):
         repo.lock_pool(conn, tenant_id, plan_id, now)
         repo.delete_direct(conn, tenant_id, plan_id, [user.id])
-        audit.record(conn, ctx, tenant_id, "license.unassigned",
-                     audit.Target("user", user.id, user.user_principal_name), plan_id=plan_id, at=now)
+        audit.record(
+            conn,
+            ctx,
+            tenant_id,
+            "license.unassigned",
+            audit.Target("user", user.id, user.user_principal_name),
+            plan_id=plan_id,
+            at=now,
+        )
     recompute_users(conn, ctx, tenant_id, [user.id], now=now)
     repo.recount_group_status(conn, tenant_id, group_ids, now, complete=False)
 
@@ -395,18 +457,24 @@ def membership_changed(
     user_ids = [*added_users, *removed_users]
     job_id = repo.enqueue_job(conn, tenant_id, "users", group_id, now, user_ids=user_ids)
     if nested_group is not None:
-        repo.enqueue_users_from_into(conn, tenant_id, job_id, directory.transitive_user_ids_select(tenant_id, nested_group))
+        repo.enqueue_users_from_into(
+            conn, tenant_id, job_id, directory.transitive_user_ids_select(tenant_id, nested_group)
+        )
     repo.set_processing_state(conn, tenant_id, ancestors, "Queued")
     adds = bool(added_users) or (nested_group is not None and nesting_added)
     if adds:
         batch = repo.new_batch()
         repo.scope_users(conn, tenant_id, batch, added_users)
         if nested_group is not None and nesting_added:
-            repo.scope_from(conn, tenant_id, batch, directory.transitive_user_ids_select(tenant_id, nested_group))
+            repo.scope_from(
+                conn, tenant_id, batch, directory.transitive_user_ids_select(tenant_id, nested_group)
+            )
         for plan_id in sorted({p for p, _g in assigned}):
             repo.lock_pool(conn, tenant_id, plan_id, now)
             needed = repo.count_needing_seat(conn, tenant_id, plan_id, batch)
-            repo.reserve(conn, tenant_id, plan_id, job_id, now, min(needed, _pool_available(conn, tenant_id, plan_id)))
+            repo.reserve(
+                conn, tenant_id, plan_id, job_id, now, min(needed, _pool_available(conn, tenant_id, plan_id))
+            )
         repo.clear_batch(conn, tenant_id, batch)
     _jobs_queued(conn)
 
@@ -420,8 +488,12 @@ def group_deleting(conn: Connection, ctx: Context, tenant_id: str, group: Any) -
     now = ctx.clock.now()
     for parent in directory.parent_ids(conn, tenant_id, group.id):
         if repo.assigned_groups_among(conn, tenant_id, directory.ancestor_ids(conn, tenant_id, parent)):
-            repo.enqueue_users_from(conn, tenant_id, parent, directory.transitive_user_ids_select(tenant_id, group.id), now)
-            repo.set_processing_state(conn, tenant_id, directory.ancestor_ids(conn, tenant_id, parent), "Queued")
+            repo.enqueue_users_from(
+                conn, tenant_id, parent, directory.transitive_user_ids_select(tenant_id, group.id), now
+            )
+            repo.set_processing_state(
+                conn, tenant_id, directory.ancestor_ids(conn, tenant_id, parent), "Queued"
+            )
             _jobs_queued(conn)
 
 
@@ -499,8 +571,17 @@ def licenses_overview(ctx: Context, tenant_ref: str) -> list[LicenseRow]:
         pools = repo.tenant_pools(conn, t)
         plans = catalog.plans_by_id(conn)
         products = catalog.products_by_id(conn)
-        return [_row(p, plans, products) for p in pools if p.has_subscriptions or p.seated_active or p.waiting
-                or p.seated_warning or p.seated_suspended or p.disabled or p.reserved]
+        return [
+            _row(p, plans, products)
+            for p in pools
+            if p.has_subscriptions
+            or p.seated_active
+            or p.waiting
+            or p.seated_warning
+            or p.seated_suspended
+            or p.disabled
+            or p.reserved
+        ]
 
 
 def license_overview(ctx: Context, tenant_ref: str, plan_id: str) -> LicenseRow:
@@ -549,7 +630,14 @@ def licensed_users(
         plan = catalog.plan_in(conn, plan_id)
         idle_before = ctx.clock.now() - timedelta(days=idle_days) if idle_days is not None else None
         rows = repo.licensed_users_page(
-            conn, t, plan.id, state=state, source=source, idle_before=idle_before, after=after, limit=limit + 1
+            conn,
+            t,
+            plan.id,
+            state=state,
+            source=source,
+            idle_before=idle_before,
+            after=after,
+            limit=limit + 1,
         )
         items = []
         for r in rows[:limit]:
@@ -561,8 +649,16 @@ def licensed_users(
                 ]
             items.append(
                 LicensedUser(
-                    {"id": r.user_id, "userPrincipalName": r.user_principal_name, "displayName": r.display_name},
-                    r.state, seating.error_of(r.state), sources, r.claim_at, r.last_used_at,
+                    {
+                        "id": r.user_id,
+                        "userPrincipalName": r.user_principal_name,
+                        "displayName": r.display_name,
+                    },
+                    r.state,
+                    seating.error_of(r.state),
+                    sources,
+                    r.claim_at,
+                    r.last_used_at,
                 )
             )
     nxt = encode_cursor(items[-1].claimed_at.isoformat(), items[-1].user["id"]) if len(rows) > limit else None
@@ -594,9 +690,14 @@ def _user_licenses(conn: Connection, t: str, user_id: str) -> list[LicenseOfUser
             )
     return [
         LicenseOfUser(
-            r.plan_id, plans[r.plan_id].sp_identifier, r.state, seating.error_of(r.state),
+            r.plan_id,
+            plans[r.plan_id].sp_identifier,
+            r.state,
+            seating.error_of(r.state),
             ([{"type": "direct"}] if r.direct else []) + by_plan.get(r.plan_id, []),
-            r.claim_at, r.updated_at, r.last_used_at,
+            r.claim_at,
+            r.updated_at,
+            r.last_used_at,
         )
         for r in rows
     ]
@@ -624,8 +725,15 @@ class GroupLicense:
 
 def _group_license(r: Any, name: str) -> GroupLicense:
     return GroupLicense(
-        r.plan_id, r.group_id, name, r.processing_state, r.members_total, r.members_seated,
-        r.members_with_errors, r.assigned_at, r.last_processed_at,
+        r.plan_id,
+        r.group_id,
+        name,
+        r.processing_state,
+        r.members_total,
+        r.members_seated,
+        r.members_with_errors,
+        r.assigned_at,
+        r.last_processed_at,
     )
 
 

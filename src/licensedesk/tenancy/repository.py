@@ -41,3 +41,7 @@ def lock(conn: Connection, tenant_id: str) -> None:
     FOR NO KEY UPDATE does not block the foreign-key checks of inserts that reference the tenant."""
     if conn.dialect.name == "postgresql":
         conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id).with_for_update(key_share=True))
+
+
+def by_issuer(conn: Connection, issuer: str) -> list[Any]:
+    return list(conn.execute(select(tenants).where(tenants.c.issuer == issuer).order_by(tenants.c.id)))

@@ -30,7 +30,9 @@ class Tenant:
 
 
 def _tenant(row: Any) -> Tenant:
-    return Tenant(row.id, row.slug, row.name, row.external_tenant_id, row.issuer, row.jwks_uri, row.created_at)
+    return Tenant(
+        row.id, row.slug, row.name, row.external_tenant_id, row.issuer, row.jwks_uri, row.created_at
+    )
 
 
 def create_tenant(
@@ -79,8 +81,14 @@ def create_tenant_in(
             repository.insert_tenant(conn, **values)
     except IntegrityError as exc:
         raise Duplicate("tenant", "slug or externalTenantId", slug) from exc
-    audit.record(conn, ctx, values["id"], "tenant.created", audit.Target("tenant", values["id"], slug),
-                 details={"name": values["name"]})
+    audit.record(
+        conn,
+        ctx,
+        values["id"],
+        "tenant.created",
+        audit.Target("tenant", values["id"], slug),
+        details={"name": values["name"]},
+    )
     return _tenant(repository.by_ref(conn, values["id"]))
 
 
@@ -141,6 +149,17 @@ def update_tenant(
         if values:
             values["updated_at"] = ctx.clock.now()
             repository.update_tenant(conn, tenant.id, **values)
-            audit.record(conn, ctx, tenant.id, "tenant.updated", audit.Target("tenant", tenant.id, tenant.slug),
-                         details={k: v for k, v in values.items() if k != "updated_at"})
+            audit.record(
+                conn,
+                ctx,
+                tenant.id,
+                "tenant.updated",
+                audit.Target("tenant", tenant.id, tenant.slug),
+                details={k: v for k, v in values.items() if k != "updated_at"},
+            )
         return resolve(conn, tenant.id)
+
+
+def tenants_by_issuer(ctx: Context, issuer: str) -> list[Tenant]:
+    with ctx.db.read() as conn:
+        return [_tenant(r) for r in repository.by_issuer(conn, issuer)]

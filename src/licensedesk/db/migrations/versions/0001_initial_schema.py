@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -54,7 +53,9 @@ def upgrade() -> None:
         sa.Column("rank", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("object_id", sa.String(length=36), nullable=False),
-        sa.PrimaryKeyConstraint("tenant_id", "term", "rank", "kind", "object_id", name=op.f("pk_directory_terms")),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "term", "rank", "kind", "object_id", name=op.f("pk_directory_terms")
+        ),
     )
     with op.batch_alter_table("directory_terms", schema=None) as batch_op:
         batch_op.create_index(

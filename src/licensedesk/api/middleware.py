@@ -1,0 +1,162 @@
+"""ASGI middleware: request ids, the body size limit, metrics and the access log."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from licensedesk import metrics
+
+log = logging.getLogger("licensedesk.access")
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "licensedesk_request_id", default=None
+)
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+MIB = 1024 * 1024
+
+
+def _problem(status: int, code: str, title: str, detail: str) -> bytes:
+    return json.dumps(
+        {
+            "type": f"urn:licensedesk:problem:{code}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": code,
+        }
+    ).encode()
+
+
+class RequestContext:
+    """X-Request-Id on every answer (the caller's, when sane, else a new one), in the logs and audit
+    events; the request count and latency by route and status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        rid = incoming if incoming and _SANE_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.observe_request(scope.get("method", ""), template, status_holder["status"], elapsed)
+            log.info(
+                "%s %s %s %.1fms",
+                scope.get("method"),
+                scope.get("path"),
+                status_holder["status"],
+                elapsed * 1000,
+                extra={"request_id": rid},
+            )
+            request_id_var.reset(token)
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413 before reading them (Content-Length) or while reading."""
+
+    def __init__(self, app: Any, limit: int = MIB, overrides: tuple[tuple[str, int], ...] = ()) -> None:
+        self.app = app
+        self.limit = limit
+        self.overrides = overrides
+
+    def _limit_for(self, path: str) -> int:
+        for prefix, limit in self.overrides:
+            if path.startswith(prefix):
+                return limit
+        return self.limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit_for(scope.get("path", ""))
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._refuse(send, limit)
+                    return
+        received = 0
+        refused = False
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received, refused
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    raise _TooLarge()
+            return message
+
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send, limit)
+        except Exception:
+            if refused and not started:
+                await self._refuse(send, limit)
+                return
+            raise
+
+    @staticmethod
+    async def _refuse(send: Any, limit: int) -> None:
+        body = _problem(
+            413, "body_too_large", "Request body too large", f"the request body is over {limit} bytes"
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass

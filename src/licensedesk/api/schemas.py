@@ -1,0 +1,83 @@
+"""What every API model shares: camelCase names, unknown fields refused, UTC times with a Z."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+
+def _utc_text(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"
+
+
+def _to_naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+UtcDateTime = Annotated[datetime, PlainSerializer(_utc_text, return_type=str, when_used="json")]
+# an incoming time: any ISO-8601 form; a time without a zone is taken as UTC
+InstantIn = Annotated[datetime, AfterValidator(_to_naive_utc)]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", str_max_length=100_000
+    )
+
+
+class Out(BaseModel):
+    """Response models (camelCase on the wire)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+T = TypeVar("T")
+
+
+class Page(Out, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, with a stable `code` and fields that explain it."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
+    return {"items": items, "nextCursor": next_cursor}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI: the problem documents a route may answer with."""
+    described = {
+        400: "Malformed request (bad JSON, unknown fields, wrong types)",
+        401: "Missing or invalid bearer token",
+        403: "The role may not do this",
+        404: "Not found, or not yours",
+        409: "A rule refuses the change",
+        413: "Body too large",
+        422: "Well-formed but invalid values",
+    }
+    base = {400, 401, 403, 404, 413, 422}
+    return {
+        s: {
+            "model": Problem,
+            "description": described.get(s, "Error"),
+            "content": {"application/problem+json": {}},
+        }
+        for s in sorted(base | set(statuses))
+    }

@@ -1,0 +1,129 @@
+"""The FastAPI application: `create_app()` for uvicorn (`licensedesk.app:create_app`, factory=True)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from licensedesk import __version__, metrics
+from licensedesk.api import problems
+from licensedesk.api.middleware import BodyLimit, RequestContext
+from licensedesk.auth.oidc import JwksCache
+from licensedesk.clock import Clock, SystemClock
+from licensedesk.context import Context
+from licensedesk.db.engine import Database
+from licensedesk.db.migrate import is_current, upgrade
+from licensedesk.licensing import service as licensing
+from licensedesk.settings import Settings, get_settings
+from licensedesk.worker import Worker
+
+log = logging.getLogger("licensedesk")
+
+DESCRIPTION = """
+The licensing back end of per-user licensed products: tenants, the catalog, the directory (users and
+nested groups), purchases (subscriptions), assignments, the derived licenses, and their audit log.
+
+Authenticate with `Authorization: Bearer <token>`: an API token (`ld_...`) or an OIDC access token of the
+tenant's identity provider whose `roles` claim names licensedesk roles. Errors are RFC 9457 problem
+documents with a stable `code`. Mutating POSTs accept `Idempotency-Key`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    clock: Clock | None = None,
+    run_worker: bool = True,
+    migrate: bool = True,
+) -> FastAPI:
+    settings = settings or get_settings()
+    database = db or Database(settings.database_url)
+    if migrate:
+        upgrade(database)
+    ctx = Context(db=database, clock=clock or SystemClock())
+    worker = Worker(ctx, poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.job_lease_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            if run_worker:
+                worker.stop()
+            if db is None:
+                database.dispose()
+
+    app = FastAPI(
+        title="licensedesk",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.settings = settings
+    app.state.jwks = JwksCache()
+    app.state.worker = worker
+    metrics.set_queue_depth_source(lambda: licensing.queue_depth(ctx))
+
+    problems.install(app)
+    _mount_routes(app)
+    app.add_middleware(BodyLimit, limit=1024 * 1024, overrides=(("/scim/", 10 * 1024 * 1024),))
+    app.add_middleware(RequestContext)
+    return app
+
+
+def _mount_routes(app: FastAPI) -> None:
+    from licensedesk.audit.routes import router as audit_routes
+    from licensedesk.auth.routes import router as token_routes
+    from licensedesk.billing.routes import router as billing_routes
+    from licensedesk.catalog.routes import router as catalog_routes
+    from licensedesk.directory.routes import router as directory_routes
+    from licensedesk.licensing.routes import router as licensing_routes
+    from licensedesk.tenancy.routes import router as tenant_routes
+
+    @app.get("/v1/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/v1/ready", tags=["operations"], responses={503: {"description": "not ready"}})
+    def ready() -> Any:
+        """Readiness: the database answers and its schema is current."""
+        ctx: Context = app.state.ctx
+        try:
+            with ctx.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+            current = is_current(ctx.db)
+        except Exception as exc:  # any failure to reach the database means "not ready", not a 500
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        if not current:
+            return JSONResponse({"status": "unavailable", "database": "schema not current"}, status_code=503)
+        return {"status": "ready", "database": "ok"}
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    for router in (
+        tenant_routes,
+        catalog_routes,
+        billing_routes,
+        licensing_routes,
+        directory_routes,
+        audit_routes,
+        token_routes,
+    ):
+        app.include_router(router)
