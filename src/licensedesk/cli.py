@@ -1,30 +1,44 @@
-"""The `licensedesk` command (Typer + Rich). Every command brings the schema up to date first.
+"""The `licensedesk` command (Typer + Rich). Every command works on the database that
+LICENSEDESK_DATABASE_URL names, bringing its schema up to date first.
 
-`tenant create` prints the new tenant's id alone on stdout, because scripts use it.
+Three commands are exact, because scripts use them: `tenant create` prints the new tenant's id alone on
+stdout, `token create` the token's secret alone, `token user` a dev-issuer user token alone.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from licensedesk.context import SYSTEM, Actor, Context
+from licensedesk.context import Actor, Context
 from licensedesk.db.engine import Database
 from licensedesk.db.migrate import upgrade
 from licensedesk.errors import DomainError
 from licensedesk.settings import get_settings
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="licensedesk: per-user licensing back end."
+    no_args_is_help=True, add_completion=False, help="licensedesk: licensing for per-user products."
 )
 db_app = typer.Typer(no_args_is_help=True, help="The database.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (customer organisations).")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
+licenses_app = typer.Typer(no_args_is_help=True, help="Licenses: the overview, assigning, unassigning.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit log.")
 app.add_typer(db_app, name="db")
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(token_app, name="token")
+app.add_typer(licenses_app, name="licenses")
+app.add_typer(audit_app, name="audit")
 
-err = Console(stderr=True)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
 CLI_ACTOR = Actor("system", "cli", "licensedesk CLI")
 
 
@@ -35,9 +49,16 @@ def open_context() -> Context:
     return Context(db=db, actor=CLI_ACTOR)
 
 
-def fail(exc: DomainError) -> None:
-    err.print(f"[red]error[/red] ({exc.code}): {exc.detail}")
-    raise typer.Exit(2)
+def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a service; a refusal becomes a one-line message on stderr and exit code 2."""
+    try:
+        return fn(*args, **kwargs)
+    except DomainError as exc:
+        err.print(f"[red]error[/red] ({exc.code}): {exc.detail}")
+        raise typer.Exit(2) from None
+
+
+# ---------------------------------------------------------------- db, serve, worker
 
 
 @db_app.command("upgrade")
@@ -47,26 +68,250 @@ def db_upgrade() -> None:
     err.print("[green]schema is up to date[/green]")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    workers: int = typer.Option(1, min=1, max=64, help="server processes (each runs a job worker)"),
+    demo: bool = typer.Option(False, "--demo", help="seed the demo tenant Contoso and print sign-in tokens"),
+) -> None:
+    """Serve the API (and the job worker) with uvicorn; migrations are applied first."""
+    import uvicorn
+
+    ctx = open_context()
+    if demo:
+        from licensedesk import demo as demo_data
+
+        os.environ.setdefault("LICENSEDESK_DEV_ISSUER", "1")
+        with err.status("seeding the demo tenant Contoso..."):
+            seeded = demo_data.seed(ctx)
+        _banner(host, port, seeded)
+    ctx.db.dispose()
+    uvicorn.run(
+        "licensedesk.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=get_settings().log_level,
+        access_log=False,
+    )
+
+
+def _banner(host: str, port: int, seeded: Any) -> None:
+    base = f"http://{host}:{port}"
+    lines = [
+        f"[bold]licensedesk demo[/bold] at {base}  (tenant [bold]contoso[/bold], {seeded.tenant_id})",
+        "",
+        f"API docs          {base}/docs",
+        f"Licenses          {base}/v1/tenants/contoso/licenses",
+        "",
+        f"operator token    {seeded.operator_token}",
+        f"Contoso admin     {seeded.admin_token}",
+        "",
+        "try:",
+        f'  curl -s -H "Authorization: Bearer {seeded.admin_token}" {base}/v1/tenants/contoso/licenses',
+    ]
+    # plain lines, no box: tokens and commands must copy and paste whole
+    out.rule("[bold]licensedesk[/bold]")
+    for line in lines:
+        out.print(line, soft_wrap=True, highlight=False)
+    out.rule()
+
+
+@app.command()
+def worker() -> None:
+    """Run a job worker in the foreground (any number may share a database)."""
+    from licensedesk.worker import Worker
+
+    ctx = open_context()
+    settings = get_settings()
+    w = Worker(ctx, poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.job_lease_seconds)
+    signal.signal(signal.SIGTERM, lambda *_: w.stop(timeout=0))
+    err.print("[green]worker running[/green] (Ctrl-C stops it)")
+    try:
+        w.run_forever()
+    except KeyboardInterrupt:
+        w.stop(timeout=0)
+
+
+# ---------------------------------------------------------------- tenants and tokens
+
+
 @tenant_app.command("create")
 def tenant_create(
     slug: str = typer.Argument(..., help="url-safe, unique"),
     name: str = typer.Option(..., "--name", help="the organisation's name"),
     external_tenant_id: str | None = typer.Option(None, "--external-tenant-id", help="e.g. the Entra tid"),
-    issuer: str | None = typer.Option(None, "--issuer"),
-    jwks_uri: str | None = typer.Option(None, "--jwks-uri"),
+    issuer: str | None = typer.Option(None, "--issuer", help="the tenant's OIDC issuer"),
+    jwks_uri: str | None = typer.Option(None, "--jwks-uri", help="its JWKS URI"),
 ) -> None:
     """Create a tenant; prints its id alone on stdout."""
     from licensedesk.tenancy import service as tenancy
 
     ctx = open_context()
-    try:
-        tenant = tenancy.create_tenant(
-            ctx, slug, name, external_tenant_id=external_tenant_id, issuer=issuer, jwks_uri=jwks_uri
-        )
-    except DomainError as exc:
-        fail(exc)
-        return
+    tenant = _run(
+        tenancy.create_tenant,
+        ctx,
+        slug,
+        name,
+        external_tenant_id=external_tenant_id,
+        issuer=issuer,
+        jwks_uri=jwks_uri,
+    )
     sys.stdout.write(tenant.id + "\n")
 
 
-__all__ = ["SYSTEM", "app"]
+@token_app.command("create")
+def token_create(
+    role: str = typer.Option(
+        ..., "--role", help="operator, global_admin, license_admin, billing_admin, reader, scim"
+    ),
+    tenant: str | None = typer.Option(None, "--tenant", help="tenant id or slug (not for operator)"),
+    name: str | None = typer.Option(None, "--name", help="what the token is for"),
+) -> None:
+    """Create an API token; prints its secret alone on stdout (it is not kept: store it now)."""
+    from licensedesk.auth import service as auth
+
+    ctx = open_context()
+    _token, secret = _run(auth.create_token, ctx, role, tenant_ref=tenant, name=name)
+    sys.stdout.write(secret + "\n")
+
+
+# ---------------------------------------------------------------- licenses
+
+
+@licenses_app.command("show")
+def licenses_show(tenant: str = typer.Option(..., "--tenant", help="tenant id or slug")) -> None:
+    """The Licenses page: purchased, assigned, available and waiting per plan."""
+    from licensedesk.licensing import service as licensing
+
+    ctx = open_context()
+    rows = _run(licensing.licenses_overview, ctx, tenant)
+    table = Table(title=f"Licenses of {tenant}")
+    for col in ("product", "plan", "purchased", "assigned", "available", "waiting", "status"):
+        table.add_column(
+            col, justify="right" if col in ("purchased", "assigned", "available", "waiting") else "left"
+        )
+    for r in rows:
+        table.add_row(
+            r.product_name,
+            f"{r.plan_name} ({r.plan_id})",
+            str(r.purchased),
+            str(r.assigned),
+            str(r.available),
+            str(r.waiting),
+            r.status,
+        )
+    out.print(table)
+
+
+def _print_assign(result: Any) -> None:
+    table = Table(title=f"{result.plan_id}: needed {result.needed}, available {result.available}")
+    table.add_column("target")
+    table.add_column("state")
+    for u in result.users:
+        table.add_row(f"user {u['userId']}", str(u["state"]) + (f" ({u['error']})" if u.get("error") else ""))
+    for g in result.groups:
+        table.add_row(f"group {g['groupId']}", str(g["processingState"]))
+    out.print(table)
+
+
+@licenses_app.command("assign")
+def licenses_assign(
+    plan: str = typer.Argument(..., help="plan id"),
+    tenant: str = typer.Option(..., "--tenant"),
+    user: list[str] = typer.Option([], "--user", help="user id or userPrincipalName (repeatable)"),
+    group: list[str] = typer.Option([], "--group", help="group id (repeatable)"),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help="seat as many as possible"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="only say what it would need"),
+) -> None:
+    """Assign a plan to users and groups (all or nothing unless --allow-partial)."""
+    from licensedesk.licensing import service as licensing
+
+    ctx = open_context()
+    _print_assign(
+        _run(
+            licensing.assign,
+            ctx,
+            tenant,
+            plan,
+            users=user,
+            groups=group,
+            allow_partial=allow_partial,
+            dry_run=dry_run,
+        )
+    )
+
+
+@licenses_app.command("unassign")
+def licenses_unassign(
+    plan: str = typer.Argument(..., help="plan id"),
+    tenant: str = typer.Option(..., "--tenant"),
+    user: list[str] = typer.Option([], "--user", help="user id or userPrincipalName (repeatable)"),
+    group: list[str] = typer.Option([], "--group", help="group id (repeatable)"),
+) -> None:
+    """Remove direct or group assignments of a plan."""
+    from licensedesk.licensing import service as licensing
+
+    ctx = open_context()
+    result = _run(licensing.unassign, ctx, tenant, plan, users=user, groups=group)
+    out.print(f"unassigned {len(result.users)} users and {len(result.groups)} groups from {result.plan_id}")
+
+
+@licenses_app.command("idle")
+def licenses_idle(
+    plan: str = typer.Argument(..., help="plan id"),
+    tenant: str = typer.Option(..., "--tenant"),
+    days: int = typer.Option(30, "--days", min=0, help="not used for this many days"),
+) -> None:
+    """Seats not used for N days (never-used seats included)."""
+    from licensedesk.licensing import service as licensing
+
+    ctx = open_context()
+    table = Table(title=f"{plan}: seats idle for {days} days or more")
+    for col in ("user", "state", "sources", "last used"):
+        table.add_column(col)
+    cursor = None
+    while True:
+        page = _run(licensing.licensed_users, ctx, tenant, plan, idle_days=days, cursor=cursor, limit=1000)
+        for x in page.items:
+            sources = ", ".join(s.get("groupName", "direct") for s in x.sources)
+            table.add_row(
+                x.user["userPrincipalName"],
+                x.state,
+                sources,
+                x.last_used_at.isoformat() if x.last_used_at else "never",
+            )
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    out.print(table)
+
+
+# ---------------------------------------------------------------- audit
+
+
+@audit_app.command("export")
+def audit_export(
+    tenant: str = typer.Option(..., "--tenant"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
+    action: str | None = typer.Option(None, "--action", help="e.g. license.assigned or license.*"),
+    plan: str | None = typer.Option(None, "--plan"),
+    target: str | None = typer.Option(None, "--target", help="target id"),
+) -> None:
+    """Export the audit log as CSV, newest first."""
+    from licensedesk.audit import service as audit
+    from licensedesk.tenancy import service as tenancy
+
+    ctx = open_context()
+    tenant_id = _run(tenancy.get_tenant, ctx, tenant).id
+    chunks = audit.export_csv(ctx, tenant_id, action=action, plan_id=plan, target_id=target)
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+        return
+    with output.open("w", encoding="utf-8", newline="") as f:
+        for chunk in chunks:
+            f.write(chunk)
+    err.print(f"[green]wrote[/green] {output}")

@@ -159,7 +159,9 @@ def reserve(
         return
     r = seat_reservations
     existing = conn.execute(
-        select(r.c.id, r.c.seats).where(r.c.tenant_id == tenant_id, r.c.job_id == job_id, r.c.plan_id == plan_id)
+        select(r.c.id, r.c.seats).where(
+            r.c.tenant_id == tenant_id, r.c.job_id == job_id, r.c.plan_id == plan_id
+        )
     ).first()
     if existing is not None:
         extra = seats - existing.seats
