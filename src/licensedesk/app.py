@@ -44,6 +44,10 @@ def create_app(
     migrate: bool = True,
 ) -> FastAPI:
     settings = settings or get_settings()
+    if not logging.getLogger().handlers:
+        from licensedesk import logs
+
+        logs.configure(settings.log_level)
     database = db or Database(settings.database_url)
     if migrate:
         upgrade(database)

@@ -87,13 +87,16 @@ def serve(
             seeded = demo_data.seed(ctx)
         _banner(host, port, seeded)
     ctx.db.dispose()
+    from licensedesk import logs
+
+    logs.configure(get_settings().log_level)
     uvicorn.run(
         "licensedesk.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_level=get_settings().log_level,
+        log_config=None,
         access_log=False,
     )
 

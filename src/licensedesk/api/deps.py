@@ -47,7 +47,7 @@ def authenticate(request: Request) -> Principal:
     """The caller, cached on the request."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     token = bearer_token(request)
     if token is None:
         raise _unauthenticated("this endpoint needs a bearer token")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -39,7 +39,7 @@ def audit_events(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> object:
-    filters = {
+    filters: dict[str, Any] = {
         "since": since,
         "until": until,
         "action": action,

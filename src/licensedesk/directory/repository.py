@@ -459,8 +459,8 @@ def count_transitive_users(conn: Connection, tenant_id: str, group_id: str) -> i
 
 def direct_members_page(
     conn: Connection, tenant_id: str, group_id: str, after: tuple[str, str] | None, limit: int
-) -> list[tuple[str, str, str]]:
-    """Direct members, users and groups, as (kind, sort_key, id) ordered by (kind, id)."""
+) -> list[tuple[str, str]]:
+    """Direct members, users and groups, as (kind, id) ordered by (kind, id)."""
     m = group_user_members
     e = group_group_members
     q = union_all(
@@ -474,7 +474,7 @@ def direct_members_page(
     stmt = select(q.c.kind, q.c.id).order_by(q.c.kind, q.c.id).limit(limit)
     if after is not None:
         stmt = stmt.where(tuple_(q.c.kind, q.c.id) > tuple_(*after))
-    return [(r.kind, r.id) for r in conn.execute(stmt)]  # type: ignore[misc]
+    return [(r.kind, r.id) for r in conn.execute(stmt)]
 
 
 def transitive_members_page(
@@ -496,7 +496,7 @@ def transitive_members_page(
     stmt = select(q.c.kind, q.c.id).order_by(q.c.kind, q.c.id).limit(limit)
     if after is not None:
         stmt = stmt.where(tuple_(q.c.kind, q.c.id) > tuple_(*after))
-    return [(r.kind, r.id) for r in conn.execute(stmt)]  # type: ignore[misc]
+    return [(r.kind, r.id) for r in conn.execute(stmt)]
 
 
 def user_group_ids(conn: Connection, tenant_id: str, user_id: str, *, transitive: bool) -> list[str]:

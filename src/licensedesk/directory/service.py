@@ -373,8 +373,8 @@ def list_users(
         t = tenancy.resolve(conn, tenant_ref).id
         if search is not None and search.strip():
             hits, nxt = _search(conn, t, search, ("user",), cursor, limit)
-            rows = repo.users_by_ids(conn, t, [h[3] for h in hits])
-            return Page([_user(rows[h[3]]) for h in hits if h[3] in rows], nxt)
+            found = repo.users_by_ids(conn, t, [h[3] for h in hits])
+            return Page([_user(found[h[3]]) for h in hits if h[3] in found], nxt)
         key = decode_cursor(cursor, 1)
         rows = repo.users_page(conn, t, str(key[0]) if key else None, limit + 1)
         items = [_user(r) for r in rows[:limit]]
@@ -581,8 +581,8 @@ def list_groups(
         t = tenancy.resolve(conn, tenant_ref).id
         if search is not None and search.strip():
             hits, nxt = _search(conn, t, search, ("group",), cursor, limit)
-            rows = repo.groups_by_ids(conn, t, [h[3] for h in hits])
-            return Page([_group(rows[h[3]]) for h in hits if h[3] in rows], nxt)
+            found = repo.groups_by_ids(conn, t, [h[3] for h in hits])
+            return Page([_group(found[h[3]]) for h in hits if h[3] in found], nxt)
         key = decode_cursor(cursor, 2)
         rows = repo.groups_page(conn, t, (str(key[0]), str(key[1])) if key else None, limit + 1)
         items = [_group(r) for r in rows[:limit]]

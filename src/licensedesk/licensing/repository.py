@@ -226,7 +226,7 @@ def plans_with_reservations_for_jobs(conn: Connection, tenant_id: str, job_ids: 
 def _as_datetime(value: Any) -> datetime:
     if isinstance(value, str):  # SQLite answers aggregates of DATETIME columns as text
         return datetime.fromisoformat(value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 # ---------------------------------------------------------------- assignments

@@ -62,7 +62,7 @@ def create_tenant_in(
 ) -> Tenant:
     """Create a tenant inside the caller's transaction (the marketplace creates one with its purchase)."""
     slug = fields.slug(slug)
-    values = {
+    values: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "slug": slug,
         "name": fields.text(name, "name", max_length=200),
