@@ -93,6 +93,16 @@ def apply_scope(
     repo.clear_batch(conn, tenant_id, batch, keep_scope=True)
 
 
+def apply_to_users(
+    conn: Connection, ctx: Context, tenant_id: str, plan_id: str, user_ids: Sequence[str], now: datetime
+) -> None:
+    """Recompute these users' licenses of one plan (direct changes, inside the request)."""
+    batch = repo.new_batch()
+    repo.scope_users(conn, tenant_id, batch, user_ids)
+    apply_scope(conn, ctx, tenant_id, plan_id, batch, now)
+    repo.clear_batch(conn, tenant_id, batch)
+
+
 def recompute_users(
     conn: Connection,
     ctx: Context,
@@ -215,10 +225,7 @@ def assign(
                 at=now,
             )
         if new_users:
-            batch = repo.new_batch()
-            repo.scope_users(conn, t, batch, [u.id for u in new_users])
-            apply_scope(conn, ctx, t, plan.id, batch, now)
-            repo.clear_batch(conn, t, batch)
+            apply_to_users(conn, ctx, t, plan.id, [u.id for u in new_users], now)
 
         queued_ids = {g.id for g in new_groups}
         for gid in group_ids:
@@ -295,10 +302,7 @@ def unassign(
                 at=now,
             )
         if user_rows:
-            batch = repo.new_batch()
-            repo.scope_users(conn, t, batch, [u.id for u in user_rows])
-            apply_scope(conn, ctx, t, plan.id, batch, now)
-            repo.clear_batch(conn, t, batch)
+            apply_to_users(conn, ctx, t, plan.id, [u.id for u in user_rows], now)
         for g in group_rows:
             repo.delete_group_assignment(conn, t, plan.id, g.id)
             repo.enqueue_job(conn, t, "group_plan", g.id, now, plan_id=plan.id)
@@ -357,10 +361,7 @@ def reassign(ctx: Context, tenant_ref: str, plan_id: str, from_ref: str, to_ref:
             at=now,
             details={"fromUserId": src.id, "fromUserPrincipalName": src.user_principal_name},
         )
-        batch = repo.new_batch()
-        repo.scope_users(conn, t, batch, [src.id, dst.id])
-        apply_scope(conn, ctx, t, plan.id, batch, now)
-        repo.clear_batch(conn, t, batch)
+        apply_to_users(conn, ctx, t, plan.id, [src.id, dst.id], now)
         states = repo.states_of(conn, t, plan.id, [src.id, dst.id])
         return ReassignResult(
             plan.id,
