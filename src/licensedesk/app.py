@@ -15,13 +15,16 @@ from licensedesk import __version__, metrics
 from licensedesk.api import problems
 from licensedesk.api.middleware import BodyLimit, RequestContext
 from licensedesk.auth.oidc import JwksCache
+from licensedesk.checks.routes import CheckFastPath
+from licensedesk.checks.service import Checker
 from licensedesk.clock import Clock, SystemClock
 from licensedesk.context import Context
+from licensedesk.db.changes import ChangeFeed
 from licensedesk.db.engine import Database
 from licensedesk.db.migrate import is_current, upgrade
 from licensedesk.licensing import service as licensing
 from licensedesk.settings import Settings, get_settings
-from licensedesk.worker import Worker
+from licensedesk.worker import Periodic, Worker
 
 log = logging.getLogger("licensedesk")
 
@@ -53,9 +56,14 @@ def create_app(
         upgrade(database)
     ctx = Context(db=database, clock=clock or SystemClock())
     worker = Worker(ctx, poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.job_lease_seconds)
+    feed = ChangeFeed(database, poll_seconds=settings.change_poll_seconds)
+    checker = Checker(ctx, feed, public_url=settings.public_url, dev_issuer=settings.dev_issuer)
+    usage_flusher = Periodic(checker.usage.flush, every_seconds=10.0, name="licensedesk-usage")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        feed.start()
+        usage_flusher.start()
         if run_worker:
             worker.start()
         try:
@@ -63,6 +71,8 @@ def create_app(
         finally:
             if run_worker:
                 worker.stop()
+            usage_flusher.stop()
+            feed.stop()
             if db is None:
                 database.dispose()
 
@@ -79,16 +89,19 @@ def create_app(
     app.state.settings = settings
     app.state.jwks = JwksCache()
     app.state.worker = worker
+    app.state.checker = checker
+    app.state.feed = feed
     metrics.set_queue_depth_source(lambda: licensing.queue_depth(ctx))
 
     problems.install(app)
-    _mount_routes(app)
+    _mount_routes(app, dev_issuer=settings.dev_issuer)
     app.add_middleware(BodyLimit, limit=1024 * 1024, overrides=(("/scim/", 10 * 1024 * 1024),))
+    app.add_middleware(CheckFastPath, checker_of=lambda: app.state.checker)
     app.add_middleware(RequestContext)
     return app
 
 
-def _mount_routes(app: FastAPI) -> None:
+def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
     from licensedesk.audit.routes import router as audit_routes
     from licensedesk.auth.routes import router as token_routes
     from licensedesk.billing.routes import router as billing_routes

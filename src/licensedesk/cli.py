@@ -78,11 +78,14 @@ def serve(
     """Serve the API (and the job worker) with uvicorn; migrations are applied first."""
     import uvicorn
 
+    os.environ.setdefault("LICENSEDESK_PUBLIC_URL", f"http://{host}:{port}")
+    if demo:
+        os.environ.setdefault("LICENSEDESK_DEV_ISSUER", "1")
+    get_settings.cache_clear()
     ctx = open_context()
     if demo:
         from licensedesk import demo as demo_data
 
-        os.environ.setdefault("LICENSEDESK_DEV_ISSUER", "1")
         with err.status("seeding the demo tenant Contoso..."):
             seeded = demo_data.seed(ctx)
         _banner(host, port, seeded)
@@ -318,3 +321,23 @@ def audit_export(
         for chunk in chunks:
             f.write(chunk)
     err.print(f"[green]wrote[/green] {output}")
+
+
+@token_app.command("user")
+def token_user(
+    tenant: str = typer.Argument(..., help="tenant id or slug"),
+    upn: str = typer.Argument(..., help="the user's userPrincipalName"),
+    product: str = typer.Option(..., "--product", help="product id (the token's audience is the product's)"),
+) -> None:
+    """Mint a dev-issuer user access token (needs the dev issuer: --demo or LICENSEDESK_DEV_ISSUER=1);
+    prints it alone on stdout."""
+    from licensedesk.checks.service import Checker
+    from licensedesk.db.changes import ChangeFeed
+
+    settings = get_settings()
+    if not settings.dev_issuer:
+        err.print("[red]error[/red]: the dev issuer is off; set LICENSEDESK_DEV_ISSUER=1 (--demo sets it)")
+        raise typer.Exit(2)
+    ctx = open_context()
+    checker = Checker(ctx, ChangeFeed(ctx.db), public_url=settings.public_url, dev_issuer=True)
+    sys.stdout.write(_run(checker.mint_dev_token, tenant, upn, product) + "\n")

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 0.5
     # The audience of admins' OIDC access tokens for the licensedesk API itself.
     api_audience: str = "api://licensedesk"
+    # Where this service is reached; the dev issuer's `iss` and signed licenses' `iss` are made from it.
+    public_url: str = "http://127.0.0.1:8000"
+    # How often a process reads the change counters (PostgreSQL also pushes changes by NOTIFY).
+    change_poll_seconds: float = 0.25
     log_level: str = "info"
 
 

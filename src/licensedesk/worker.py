@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from licensedesk.billing import service as billing
 from licensedesk.context import Context
@@ -81,3 +82,34 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+class Periodic:
+    """Run a function every few seconds in a background thread (and once more when stopped)."""
+
+    def __init__(self, fn: Callable[[], object], *, every_seconds: float, name: str) -> None:
+        self.fn = fn
+        self.every_seconds = every_seconds
+        self.name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_seconds):
+            self._once()
+
+    def _once(self) -> None:
+        try:
+            self.fn()
+        except Exception:  # a failed flush is retried on the next round; the process keeps serving
+            log.exception("%s failed; retrying", self.name)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._once()

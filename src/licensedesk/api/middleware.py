@@ -67,7 +67,7 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or scope.get("route_template") or "unmatched"
             metrics.observe_request(scope.get("method", ""), template, status_holder["status"], elapsed)
             log.info(
                 "%s %s %s %.1fms",

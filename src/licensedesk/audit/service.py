@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from licensedesk.audit import repository
 from licensedesk.context import Context
+from licensedesk.db import changes
 from licensedesk.pagination import Page, check_limit, decode_cursor, encode_cursor
 
 
@@ -47,6 +48,7 @@ def record(
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> str:
+    changes.bump(conn, tenant_id)
     return repository.insert_event(
         conn,
         tenant_id,
@@ -60,9 +62,10 @@ def record(
     )
 
 
-def record_rows(conn: Connection, rows: Any) -> int:
+def record_rows(conn: Connection, tenant_id: str, rows: Any) -> int:
     """Record many events at once from a SELECT that yields audit_events' columns in table order
     (seat changes of a group fan-out are audited set-based, one event per user)."""
+    changes.bump(conn, tenant_id)
     return repository.insert_from_select(conn, rows)
 
 

@@ -58,11 +58,13 @@ class Database:
         with self.engine.connect() as conn:
             conn = conn.execution_options(licensedesk_write=True)
             conn.info["after_commit"] = callbacks
+            conn.info["transaction"] = {}  # state of this one transaction (the connection is pooled)
             try:
                 with conn.begin():
                     yield conn
             finally:
                 conn.info.pop("after_commit", None)
+                conn.info.pop("transaction", None)
         for callback in dict.fromkeys(callbacks):
             callback()
 

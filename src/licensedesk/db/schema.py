@@ -8,6 +8,7 @@ so that prefix ranges compare bytes, exactly as SQLite does.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -421,6 +422,33 @@ idempotency_records = Table(
     Column("body", Text, nullable=True),
     _at("created_at"),
     Index("ix_idempotency_records_created", "created_at"),
+)
+
+# A counter per tenant, bumped by every transaction that changes anything of the tenant (it writes an audit
+# event): processes that cache run-time check answers learn of changes by it within a second.
+change_counters = Table(
+    "change_counters",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+)
+
+# Signing keys kept in the database, so every process sharing it signs and verifies with the same keys:
+# the dev issuer's (RS256, per tenant) and the service's license-signing key (Ed25519). A retired key's
+# public half stays published until `publish_until` (when the last token it signed has expired).
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("id", String(64), primary_key=True),  # the JWK kid
+    Column("purpose", String(16), nullable=False),  # dev-issuer | license
+    Column("alg", String(16), nullable=False),
+    Column("private_pem", Text, nullable=False),
+    Column("public_jwk", Text, nullable=False),
+    _at("created_at"),
+    _at("retired_at", nullable=True),
+    _at("publish_until", nullable=True),
+    Index("ix_signing_keys_purpose", "purpose", "tenant_id", "created_at"),
 )
 
 # Catalog changes and other events that belong to no tenant are audited under this id.

@@ -81,6 +81,7 @@ def apply_scope(
             repo.apply_group_status_deltas(conn, tenant_id, plan_id, batch)
             audit.record_rows(
                 conn,
+                tenant_id,
                 repo.seat_change_events(
                     tenant_id,
                     plan_id,

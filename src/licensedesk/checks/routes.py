@@ -1,0 +1,241 @@
+"""The run-time check over HTTP (SPEC section 3).
+
+GET servicePlans is the hot path: `CheckFastPath` answers it ahead of the framework's routing, straight
+from the caches, and goes to a thread only on a cache miss. The FastAPI route below documents it (and
+serves it when the fast path is not installed); both call the same Checker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+
+from licensedesk.api.deps import Caller, caller
+from licensedesk.api.schemas import ApiModel, Out, problems
+from licensedesk.auth.oidc import InvalidToken
+from licensedesk.checks import keys as signing
+from licensedesk.checks.service import Answer, Checker, etag_matches
+from licensedesk.errors import NotFound
+from licensedesk.tenancy import service as tenancy
+
+router = APIRouter(tags=["licensing"])
+ProductId = Annotated[str, Path(max_length=63)]
+INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+CACHE_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
+SERVICE_PLANS = re.compile(r"^/v1/licensing/([a-z0-9][a-z0-9-]{0,62})/servicePlans$")
+
+
+class ServicePlan(Out):
+    sp_identifier: str
+    state: int = Field(
+        description="ServicePlanState: 0 Inactive, 1 Active, 2 Warning, 3 Suspended, 4 Unknown"
+    )
+
+
+class LicenseInfoResult(Out):
+    plans: list[ServicePlan]
+    is_license_unsupported_env: bool
+    is_license_info_available: bool
+
+
+class CheckBody(ApiModel):
+    tenant: str = Field(max_length=100, description="tenant id or slug")
+    users: list[str] = Field(min_length=1, max_length=1000, description="userPrincipalNames or externalIds")
+
+
+class CheckResult(Out):
+    user: str
+    plans: list[ServicePlan]
+
+
+class CheckResults(Out):
+    results: list[CheckResult]
+
+
+def _problem(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    body = json.dumps(
+        {
+            "type": f"urn:licensedesk:problem:{code}",
+            "title": "Unauthorized" if status == 401 else "Not found",
+            "status": status,
+            "detail": detail,
+            "code": code,
+        }
+    ).encode()
+    return status, body, {"Content-Type": "application/problem+json", **(headers or {})}
+
+
+def respond(
+    checker: Checker,
+    authorization: str | None,
+    product_id: str,
+    if_none_match: str | None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, headers) of a servicePlans request. Runs the slow path; safe in a thread."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _problem(401, "invalid_token", "send the user's access token as a bearer token", INVALID_TOKEN)
+    try:
+        answer = checker.service_plans(token.strip(), product_id)
+    except InvalidToken as exc:
+        return _problem(401, "invalid_token", f"the token is not valid: {exc}", INVALID_TOKEN)
+    except NotFound as exc:
+        return _problem(404, exc.code, exc.detail)
+    return _render(answer, if_none_match)
+
+
+def _render(answer: Answer, if_none_match: str | None) -> tuple[int, bytes, dict[str, str]]:
+    headers = {"ETag": answer.etag, **CACHE_HEADERS}
+    if etag_matches(if_none_match, answer.etag):
+        return 304, b"", headers
+    return 200, answer.body, {"Content-Type": "application/json", **headers}
+
+
+@router.get(
+    "/v1/licensing/{product_id}/servicePlans",
+    response_model=LicenseInfoResult,
+    responses={
+        304: {"description": "unchanged since the ETag given in If-None-Match"},
+        401: {
+            "description": 'invalid token (WWW-Authenticate: Bearer error="invalid_token")',
+            "content": {"application/problem+json": {}},
+        },
+        404: {"description": "unknown product", "content": {"application/problem+json": {}}},
+    },
+)
+async def service_plans(
+    request: Request,
+    product_id: ProductId,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Which plans of the product does the user of this access token hold? The exact shape of the Power BI
+    visuals API's LicenseInfoResult; `state` is the numeric ServicePlanState."""
+    status, body, headers = await run_in_threadpool(
+        respond, request.app.state.checker, request.headers.get("authorization"), product_id, if_none_match
+    )
+    return Response(body, status_code=status, headers=headers)
+
+
+@router.post("/v1/licensing/{product_id}/check", response_model=CheckResults, responses=problems())
+def batch_check(
+    product_id: ProductId,
+    body: CheckBody,
+    request: Request,
+    call: Caller = caller("licensing.check", tenant=False),
+) -> dict[str, Any]:
+    """For the vendor's servers: the plans of up to 1000 users of one tenant (operator or tenant token)."""
+    tenant = tenancy.get_tenant(call.ctx, body.tenant)
+    if not call.principal.sees_tenant(tenant.id):
+        raise NotFound("tenant", body.tenant)
+    checker: Checker = request.app.state.checker
+    return {"results": checker.batch(tenant.id, product_id, body.users)}
+
+
+@router.get(
+    "/v1/licensing/{product_id}/license",
+    responses={
+        200: {"content": {"application/jwt": {}}, "description": "a compact JWS (EdDSA) of the answer"},
+        401: {"description": "invalid token", "content": {"application/problem+json": {}}},
+        404: {"description": "unknown product", "content": {"application/problem+json": {}}},
+    },
+)
+def signed_license(product_id: ProductId, request: Request) -> Response:
+    """The answer of servicePlans as a JWS signed with the service's Ed25519 key, for clients that must work
+    offline for a while; verify it with /.well-known/jwks.json."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        status, body, headers = _problem(401, "invalid_token", "send the user's access token", INVALID_TOKEN)
+        return Response(body, status_code=status, headers=headers)
+    checker: Checker = request.app.state.checker
+    try:
+        jws = checker.signed_license(token.strip(), product_id)
+    except InvalidToken as exc:
+        status, body, headers = _problem(
+            401, "invalid_token", f"the token is not valid: {exc}", INVALID_TOKEN
+        )
+        return Response(body, status_code=status, headers=headers)
+    return Response(jws, media_type="application/jwt", headers={"Cache-Control": "private, no-store"})
+
+
+@router.get("/.well-known/jwks.json", tags=["licensing"])
+def license_keys(request: Request) -> JSONResponse:
+    """Public keys that verify signed licenses (retired ones stay until their licenses expire)."""
+    checker: Checker = request.app.state.checker
+    return JSONResponse(
+        {"keys": checker.keys.published(signing.LICENSE)}, headers={"Cache-Control": "max-age=300"}
+    )
+
+
+dev_router = APIRouter(tags=["dev issuer"])
+
+
+@dev_router.get("/dev-issuer/{t}/.well-known/openid-configuration")
+def dev_issuer_metadata(t: Annotated[str, Path(max_length=100)], request: Request) -> dict[str, Any]:
+    """The dev issuer's discovery document (only with --demo or LICENSEDESK_DEV_ISSUER=1)."""
+    checker: Checker = request.app.state.checker
+    tenant = tenancy.get_tenant(checker.ctx, t)
+    issuer = checker.dev_issuer_of(tenant.slug)
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
+
+
+@dev_router.get("/dev-issuer/{t}/.well-known/jwks.json")
+def dev_issuer_keys(t: Annotated[str, Path(max_length=100)], request: Request) -> dict[str, Any]:
+    checker: Checker = request.app.state.checker
+    tenant = tenancy.get_tenant(checker.ctx, t)
+    return {"keys": checker.keys.published(signing.DEV_ISSUER, tenant.id)}
+
+
+class CheckFastPath:
+    """ASGI middleware answering GET servicePlans from the caches, without the framework's routing."""
+
+    def __init__(self, app: Any, checker_of: Any) -> None:
+        self.app = app
+        self.checker_of = checker_of
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        match = SERVICE_PLANS.match(scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        checker: Checker = self.checker_of()
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+        product_id = match.group(1)
+        result = _from_cache(checker, authorization, product_id, if_none_match)
+        if result is None:
+            result = await run_in_threadpool(respond, checker, authorization, product_id, if_none_match)
+        status, body, headers = result
+        scope["route_template"] = "/v1/licensing/{product_id}/servicePlans"
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+
+
+def _from_cache(
+    checker: Checker, authorization: str | None, product_id: str, if_none_match: str | None
+) -> tuple[int, bytes, dict[str, str]] | None:
+    """The answer when the token and the answer are both cached and current, else None (no I/O here)."""
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return None
+    answer = checker.cached_service_plans(authorization[7:].strip(), product_id)
+    return None if answer is None else _render(answer, if_none_match)

@@ -1,0 +1,138 @@
+"""Change notification: how every process learns, within a second, that a tenant's data changed.
+
+Writers call `bump(conn, tenant_id)` inside their transaction (the audit log does it for every change):
+it increments the tenant's row of change_counters and, on PostgreSQL, sends NOTIFY (delivered on commit).
+A `ChangeFeed` per process keeps the last seen version of every tenant: at once for commits of its own
+process, by LISTEN on PostgreSQL, and by polling the small counters table (SQLite, and as a safety net for
+notifications missed while reconnecting).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, select, text
+
+from licensedesk.db.engine import Database, after_commit
+from licensedesk.db.schema import change_counters
+from licensedesk.db.upsert import insert_for
+
+log = logging.getLogger("licensedesk.changes")
+
+CHANNEL = "licensedesk_changes"
+_local_listeners: list[Callable[[str], None]] = []
+
+
+def bump(conn: Connection, tenant_id: str) -> None:
+    """Mark the tenant changed by this write transaction (once per transaction)."""
+    state: dict[str, Any] = conn.info.get("transaction", {})
+    bumped: set[str] = state.setdefault("bumped", set())
+    if tenant_id in bumped:
+        return
+    bumped.add(tenant_id)
+    c = change_counters
+    conn.execute(
+        insert_for(conn, c)
+        .values(tenant_id=tenant_id, version=1)
+        .on_conflict_do_update(index_elements=["tenant_id"], set_={"version": c.c.version + 1})
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, :tenant)"), {"channel": CHANNEL, "tenant": tenant_id})
+
+    def _tell_this_process() -> None:
+        for listener in list(_local_listeners):
+            listener(tenant_id)
+
+    after_commit(conn, _tell_this_process)
+
+
+class ChangeFeed:
+    """The versions of all tenants as this process last learned them."""
+
+    def __init__(self, db: Database, *, poll_seconds: float = 0.25) -> None:
+        self.db = db
+        self.poll_seconds = poll_seconds
+        self._versions: dict[str, int] = {}
+        self._local: dict[str, int] = {}  # commits of this process, known before the table is read again
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poke = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.polls = 0
+
+    def version(self, tenant_id: str) -> tuple[int, int]:
+        """An opaque version of the tenant's data; it changes whenever the data may have changed."""
+        return self._versions.get(tenant_id, 0), self._local.get(tenant_id, 0)
+
+    def changed(self, tenant_id: str) -> None:
+        """A commit of this process changed the tenant: every cached answer of it is stale at once."""
+        with self._lock:
+            self._local[tenant_id] = self._local.get(tenant_id, 0) + 1
+
+    def poll(self) -> int:
+        """Read the counters; answers how many tenants changed since the last read."""
+        with self.db.read() as conn:
+            rows = conn.execute(select(change_counters.c.tenant_id, change_counters.c.version)).all()
+        changed = 0
+        with self._lock:
+            for tenant_id, version in rows:
+                if self._versions.get(tenant_id) != version:
+                    self._versions[tenant_id] = int(version)
+                    changed += 1
+        self.polls += 1
+        return changed
+
+    def start(self) -> None:
+        _local_listeners.append(self.changed)
+        try:
+            self.poll()
+        except Exception as exc:  # start even while the database is away; the poller retries
+            log.warning("change poll failed: %s", exc)
+        poller = threading.Thread(target=self._poll_forever, name="licensedesk-changes-poll", daemon=True)
+        poller.start()
+        self._threads.append(poller)
+        if self.db.dialect == "postgresql":
+            listener = threading.Thread(
+                target=self._listen_forever, name="licensedesk-changes-listen", daemon=True
+            )
+            listener.start()
+            self._threads.append(listener)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poke.set()
+        if self.changed in _local_listeners:
+            _local_listeners.remove(self.changed)
+        for thread in self._threads:
+            thread.join(timeout=3)
+
+    def _poll_forever(self) -> None:
+        while not self._stop.is_set():
+            # a NOTIFY pokes the poller at once; otherwise it reads the table every poll_seconds
+            self._poke.wait(self.poll_seconds)
+            self._poke.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.poll()
+            except Exception as exc:  # the database is away: keep serving from what we know, retry
+                log.warning("change poll failed: %s", exc)
+
+    def _listen_forever(self) -> None:
+        import psycopg
+
+        url = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._poke.set()  # catch up on anything missed while not listening
+                    while not self._stop.is_set():
+                        for _notice in conn.notifies(timeout=0.5):
+                            self._poke.set()
+            except Exception as exc:  # reconnect after an outage; polling covers the gap
+                log.warning("change listener disconnected: %s", exc)
+                self._stop.wait(1.0)
