@@ -106,6 +106,8 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
     from licensedesk.auth.routes import router as token_routes
     from licensedesk.billing.routes import router as billing_routes
     from licensedesk.catalog.routes import router as catalog_routes
+    from licensedesk.checks.routes import dev_router
+    from licensedesk.checks.routes import router as check_routes
     from licensedesk.directory.routes import router as directory_routes
     from licensedesk.licensing.routes import router as licensing_routes
     from licensedesk.tenancy.routes import router as tenant_routes
@@ -142,5 +144,8 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         directory_routes,
         audit_routes,
         token_routes,
+        check_routes,
     ):
         app.include_router(router)
+    if dev_issuer:
+        app.include_router(dev_router)
