@@ -148,4 +148,7 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
     ):
         app.include_router(router)
     if dev_issuer:
+        from licensedesk.web.demo_visual import router as demo_visual_routes
+
         app.include_router(dev_router)
+        app.include_router(demo_visual_routes)

@@ -111,6 +111,8 @@ def _banner(host: str, port: int, seeded: Any) -> None:
         "",
         f"API docs          {base}/docs",
         f"Licenses          {base}/v1/tenants/contoso/licenses",
+        f"Demo visual       {base}/demo/visual?user=mira.kaur@contoso.com   (licensed)",
+        f"                  {base}/demo/visual?user=chiara.conti@contoso.com (no license)",
         "",
         f"operator token    {seeded.operator_token}",
         f"Contoso admin     {seeded.admin_token}",
