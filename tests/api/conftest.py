@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.world import make_world
 
 from licensedesk.app import create_app
 from licensedesk.auth import service as auth
 from licensedesk.auth.roles import TENANT_ROLES
 from licensedesk.licensing import processing
 from licensedesk.settings import Settings
+from tests.world import make_world
 
 
 @dataclass

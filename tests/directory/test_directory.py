@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from tests.world import make_world
 
 from licensedesk.audit import service as audit
 from licensedesk.directory import service as directory
 from licensedesk.errors import Duplicate, NotFound, ValidationFailed
 from licensedesk.pagination import InvalidCursor
+from tests.world import make_world
 
 
 @pytest.fixture

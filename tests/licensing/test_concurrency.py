@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 
-from tests.world import PLAN, make_world
-
 from licensedesk.context import Context
 from licensedesk.db.engine import Database
 from licensedesk.errors import NotEnoughLicenses
 from licensedesk.licensing import service as licensing
+from tests.world import PLAN, make_world
 
 
 def test_two_hundred_concurrent_assigns_for_the_last_five_seats_seat_exactly_five(ctx, database_url):

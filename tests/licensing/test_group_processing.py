@@ -6,7 +6,6 @@ import time
 
 import pytest
 from sqlalchemy import func, select, update
-from tests.world import PLAN, make_world
 
 from licensedesk.db.schema import jobs
 from licensedesk.directory import service as directory
@@ -14,6 +13,7 @@ from licensedesk.licensing import processing
 from licensedesk.licensing import repository as repo
 from licensedesk.licensing import service as licensing
 from licensedesk.worker import Worker
+from tests.world import PLAN, make_world
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.world import PLAN, make_world
 
 from licensedesk.audit import service as audit
 from licensedesk.billing import service as billing
@@ -22,6 +21,7 @@ from licensedesk.errors import (
     ValidationFailed,
 )
 from licensedesk.licensing import service as licensing
+from tests.world import PLAN, make_world
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.world import PLAN, make_world
 
 from licensedesk.errors import LicenseInherited, NotEnoughLicenses
 from licensedesk.licensing import service as licensing
+from tests.world import PLAN, make_world
 
 
 def test_help_page_walkthrough(ctx):
