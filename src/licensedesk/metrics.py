@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -34,9 +35,17 @@ job_queue_depth = Gauge(
 _queue_depth_source: list[Callable[[], int]] = []
 
 
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    requests_total.labels(method, route, str(status)).inc()
-    request_seconds.labels(method, route).observe(seconds)
+    key = (method, route, status)
+    child = _children.get(key)
+    if child is None:  # label lookups are not free; the hot path reuses the bound children
+        child = (requests_total.labels(method, route, str(status)), request_seconds.labels(method, route))
+        _children[key] = child
+    child[0].inc()
+    child[1].observe(seconds)
 
 
 def set_queue_depth_source(source: Callable[[], int]) -> None:

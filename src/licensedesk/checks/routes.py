@@ -8,7 +8,9 @@ serves it when the fast path is not installed); both call the same Checker.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
@@ -16,7 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from licensedesk import metrics
 from licensedesk.api.deps import Caller, caller
+from licensedesk.api.middleware import SANE_REQUEST_ID, new_request_id, request_id_var
 from licensedesk.api.schemas import ApiModel, Out, problems
 from licensedesk.auth.oidc import InvalidToken
 from licensedesk.checks import keys as signing
@@ -25,9 +29,9 @@ from licensedesk.errors import NotFound
 from licensedesk.tenancy import service as tenancy
 
 router = APIRouter(tags=["licensing"])
+access_log = logging.getLogger("licensedesk.access")
 ProductId = Annotated[str, Path(max_length=63)]
 INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-CACHE_HEADERS = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
 SERVICE_PLANS = re.compile(r"^/v1/licensing/([a-z0-9][a-z0-9-]{0,62})/servicePlans$")
 
 
@@ -58,9 +62,10 @@ class CheckResults(Out):
     results: list[CheckResult]
 
 
-def _problem(
-    status: int, code: str, detail: str, headers: dict[str, str] | None = None
-) -> tuple[int, bytes, dict[str, str]]:
+Result = tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]
+
+
+def _problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Result:
     body = json.dumps(
         {
             "type": f"urn:licensedesk:problem:{code}",
@@ -70,15 +75,13 @@ def _problem(
             "code": code,
         }
     ).encode()
-    return status, body, {"Content-Type": "application/problem+json", **(headers or {})}
+    raw = {"Content-Type": "application/problem+json", "Content-Length": str(len(body)), **(headers or {})}
+    return status, body, tuple((k.lower().encode(), v.encode()) for k, v in raw.items())
 
 
 def respond(
-    checker: Checker,
-    authorization: str | None,
-    product_id: str,
-    if_none_match: str | None,
-) -> tuple[int, bytes, dict[str, str]]:
+    checker: Checker, authorization: str | None, product_id: str, if_none_match: str | None
+) -> Result:
     """(status, body, headers) of a servicePlans request. Runs the slow path; safe in a thread."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -92,11 +95,10 @@ def respond(
     return _render(answer, if_none_match)
 
 
-def _render(answer: Answer, if_none_match: str | None) -> tuple[int, bytes, dict[str, str]]:
-    headers = {"ETag": answer.etag, **CACHE_HEADERS}
-    if etag_matches(if_none_match, answer.etag):
-        return 304, b"", headers
-    return 200, answer.body, {"Content-Type": "application/json", **headers}
+def _render(answer: Answer, if_none_match: str | None) -> Result:
+    if if_none_match is not None and etag_matches(if_none_match, answer.etag):
+        return 304, b"", answer.headers_304
+    return 200, answer.body, answer.headers_200
 
 
 @router.get(
@@ -118,10 +120,14 @@ async def service_plans(
 ) -> Response:
     """Which plans of the product does the user of this access token hold? The exact shape of the Power BI
     visuals API's LicenseInfoResult; `state` is the numeric ServicePlanState."""
-    status, body, headers = await run_in_threadpool(
+    status, body, raw = await run_in_threadpool(
         respond, request.app.state.checker, request.headers.get("authorization"), product_id, if_none_match
     )
-    return Response(body, status_code=status, headers=headers)
+    response = Response(body, status_code=status)
+    response.raw_headers = [h for h in raw if h[0] != b"content-length"] + [
+        (b"content-length", str(len(body)).encode())
+    ]
+    return response
 
 
 @router.post("/v1/licensing/{product_id}/check", response_model=CheckResults, responses=problems())
@@ -152,17 +158,20 @@ def signed_license(product_id: ProductId, request: Request) -> Response:
     offline for a while; verify it with /.well-known/jwks.json."""
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        status, body, headers = _problem(401, "invalid_token", "send the user's access token", INVALID_TOKEN)
-        return Response(body, status_code=status, headers=headers)
+        status, body, raw = _problem(401, "invalid_token", "send the user's access token", INVALID_TOKEN)
+        return _raw_response(status, body, raw)
     checker: Checker = request.app.state.checker
     try:
         jws = checker.signed_license(token.strip(), product_id)
     except InvalidToken as exc:
-        status, body, headers = _problem(
-            401, "invalid_token", f"the token is not valid: {exc}", INVALID_TOKEN
-        )
-        return Response(body, status_code=status, headers=headers)
+        return _raw_response(*_problem(401, "invalid_token", f"the token is not valid: {exc}", INVALID_TOKEN))
     return Response(jws, media_type="application/jwt", headers={"Cache-Control": "private, no-store"})
+
+
+def _raw_response(status: int, body: bytes, raw: tuple[tuple[bytes, bytes], ...]) -> Response:
+    response = Response(body, status_code=status)
+    response.raw_headers = list(raw)
+    return response
 
 
 @router.get("/.well-known/jwks.json", tags=["licensing"])
@@ -197,43 +206,69 @@ def dev_issuer_keys(t: Annotated[str, Path(max_length=100)], request: Request) -
     return {"keys": checker.keys.published(signing.DEV_ISSUER, tenant.id)}
 
 
-class CheckFastPath:
-    """ASGI middleware answering GET servicePlans from the caches, without the framework's routing."""
+_ROUTE = "/v1/licensing/{product_id}/servicePlans"
 
-    def __init__(self, app: Any, checker_of: Any) -> None:
-        self.app = app
+
+class CheckFastPath:
+    """Answers GET servicePlans from the caches without the framework's routing and middleware (it sets
+    X-Request-Id and counts the request itself); a cache miss's slow path runs in a thread. The
+    application hands it the requests it `handles` before anything else sees them."""
+
+    def __init__(self, checker_of: Any) -> None:
         self.checker_of = checker_of
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    @staticmethod
+    def handles(scope: dict[str, Any]) -> re.Match[str] | None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
-        match = SERVICE_PLANS.match(scope["path"])
-        if match is None:
-            await self.app(scope, receive, send)
-            return
+            return None
+        return SERVICE_PLANS.match(scope["path"])
+
+    async def serve(self, scope: dict[str, Any], match: re.Match[str], send: Any) -> None:
+        started = time.perf_counter()
         checker: Checker = self.checker_of()
-        authorization = if_none_match = None
+        authorization = if_none_match = request_id = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
             elif name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")
+        if request_id is None or not SANE_REQUEST_ID.match(request_id):
+            request_id = new_request_id()
         product_id = match.group(1)
         result = _from_cache(checker, authorization, product_id, if_none_match)
         if result is None:
-            result = await run_in_threadpool(respond, checker, authorization, product_id, if_none_match)
+            token = request_id_var.set(request_id)
+            try:
+                result = await run_in_threadpool(respond, checker, authorization, product_id, if_none_match)
+            finally:
+                request_id_var.reset(token)
         status, body, headers = result
-        scope["route_template"] = "/v1/licensing/{product_id}/servicePlans"
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        raw.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": (*headers, (b"x-request-id", request_id.encode())),
+            }
+        )
         await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+        elapsed = time.perf_counter() - started
+        metrics.observe_request(scope["method"], _ROUTE, status, elapsed)
+        if access_log.isEnabledFor(logging.DEBUG):
+            access_log.debug(
+                "%s %s %s %.2fms",
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+                extra={"request_id": request_id},
+            )
 
 
 def _from_cache(
     checker: Checker, authorization: str | None, product_id: str, if_none_match: str | None
-) -> tuple[int, bytes, dict[str, str]] | None:
+) -> Result | None:
     """The answer when the token and the answer are both cached and current, else None (no I/O here)."""
     if not authorization or authorization[:7].lower() != "bearer ":
         return None

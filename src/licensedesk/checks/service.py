@@ -59,6 +59,9 @@ class Answer:
     etag: str
     plans: tuple[tuple[str, str, int], ...]  # (plan id, spIdentifier, state)
     user_id: str | None
+    # the HTTP headers of a 200 and of a 304 answer, made once (the hot path only adds X-Request-Id)
+    headers_200: tuple[tuple[bytes, bytes], ...] = ()
+    headers_304: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class BoundedCache:
@@ -142,6 +145,7 @@ class Checker:
         self._products: dict[str, tuple[float, Any, dict[str, str]]] = {}
         self._issuers: dict[str, list[Any]] = {}
         self._issuers_loaded = 0.0
+        self._check_counters: dict[tuple[str, bool], Any] = {}
 
     # ------------------------------------------------------------ catalog and issuers
 
@@ -297,7 +301,12 @@ class Checker:
             for plan_id, _sp, state in answer.plans:
                 if state in (ACTIVE, WARNING):
                     self.usage.saw(identity.tenant_id, plan_id, answer.user_id)
-        metrics.checks_total.labels(product_id, "licensed" if answer.plans else "unlicensed").inc()
+        outcome = (product_id, bool(answer.plans))
+        counter = self._check_counters.get(outcome)
+        if counter is None:
+            counter = metrics.checks_total.labels(product_id, "licensed" if answer.plans else "unlicensed")
+            self._check_counters[outcome] = counter
+        counter.inc()
 
     def batch(self, tenant_id: str, product_id: str, users: list[str]) -> list[dict[str, Any]]:
         """The plans of many users (by userPrincipalName or externalId) for the vendor's servers."""
@@ -378,7 +387,23 @@ def make_answer(plans: tuple[tuple[str, str, int], ...], user_id: str | None) ->
         separators=(",", ":"),
     ).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-    return Answer(body, etag, plans, user_id)
+    common = (
+        (b"etag", etag.encode()),
+        (b"cache-control", b"private, no-cache"),
+        (b"vary", b"Authorization"),
+    )
+    return Answer(
+        body,
+        etag,
+        plans,
+        user_id,
+        headers_200=(
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *common,
+        ),
+        headers_304=((b"content-length", b"0"), *common),
+    )
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
