@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench lint setup clean
+.PHONY: run test test-js bench lint setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-js
+
+# The JavaScript client (clients/js) with Node's own test runner; it has no dependencies to install.
+# Without node it is skipped, unless LICENSEDESK_REQUIRE_ALL_BACKENDS=1, which makes that a failure.
+test-js:
+	@if command -v node >/dev/null 2>&1; then \
+		cd clients/js && node --test test/; \
+	elif [ "$$LICENSEDESK_REQUIRE_ALL_BACKENDS" = "1" ]; then \
+		echo "test-js: node is not on PATH but LICENSEDESK_REQUIRE_ALL_BACKENDS=1" >&2; exit 1; \
+	else \
+		echo "test-js: skipped, node is not on PATH"; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -354,3 +354,24 @@ def test_the_dev_issuer_publishes_its_keys(env):
     keys = env.client.get("/dev-issuer/contoso/.well-known/jwks.json").json()["keys"]
     token = env.token("ann@contoso.com")
     assert jwt.get_unverified_header(token)["kid"] in [k["kid"] for k in keys]
+
+
+def test_visuals_in_other_origins_may_call_the_check(env):
+    pre = env.client.options(
+        SERVICE_PLANS,
+        headers={
+            "Origin": "https://app.powerbi.com",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert pre.status_code == 204
+    assert pre.headers["access-control-allow-origin"] == "*"
+    assert "Authorization" in pre.headers["access-control-allow-headers"]
+    w = env.world
+    w.user("ann")
+    r = env.check(env.token("ann@contoso.com"))
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "ETag" in r.headers["access-control-expose-headers"]
+    bad = env.check("x.y.z")
+    assert bad.status_code == 401 and bad.headers["access-control-allow-origin"] == "*"

@@ -24,7 +24,7 @@ from licensedesk.api.middleware import SANE_REQUEST_ID, new_request_id, request_
 from licensedesk.api.schemas import ApiModel, Out, problems
 from licensedesk.auth.oidc import InvalidToken
 from licensedesk.checks import keys as signing
-from licensedesk.checks.service import Answer, Checker, etag_matches
+from licensedesk.checks.service import CORS_HEADERS, Answer, Checker, etag_matches
 from licensedesk.errors import NotFound
 from licensedesk.tenancy import service as tenancy
 
@@ -33,6 +33,14 @@ access_log = logging.getLogger("licensedesk.access")
 ProductId = Annotated[str, Path(max_length=63)]
 INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 SERVICE_PLANS = re.compile(r"^/v1/licensing/([a-z0-9][a-z0-9-]{0,62})/servicePlans$")
+LICENSING_PATH = re.compile(r"^/v1/licensing/[a-z0-9][a-z0-9-]{0,62}/(servicePlans|license)$")
+PREFLIGHT = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+    (b"access-control-allow-headers", b"Authorization, If-None-Match, X-Request-Id"),
+    (b"access-control-max-age", b"86400"),
+    (b"content-length", b"0"),
+)
 
 
 class ServicePlan(Out):
@@ -76,7 +84,7 @@ def _problem(status: int, code: str, detail: str, headers: dict[str, str] | None
         }
     ).encode()
     raw = {"Content-Type": "application/problem+json", "Content-Length": str(len(body)), **(headers or {})}
-    return status, body, tuple((k.lower().encode(), v.encode()) for k, v in raw.items())
+    return status, body, (*((k.lower().encode(), v.encode()) for k, v in raw.items()), *CORS_HEADERS)
 
 
 def respond(
@@ -165,7 +173,11 @@ def signed_license(product_id: ProductId, request: Request) -> Response:
         jws = checker.signed_license(token.strip(), product_id)
     except InvalidToken as exc:
         return _raw_response(*_problem(401, "invalid_token", f"the token is not valid: {exc}", INVALID_TOKEN))
-    return Response(jws, media_type="application/jwt", headers={"Cache-Control": "private, no-store"})
+    return Response(
+        jws,
+        media_type="application/jwt",
+        headers={"Cache-Control": "private, no-store", **{k.decode(): v.decode() for k, v in CORS_HEADERS}},
+    )
 
 
 def _raw_response(status: int, body: bytes, raw: tuple[tuple[bytes, bytes], ...]) -> Response:
@@ -219,11 +231,19 @@ class CheckFastPath:
 
     @staticmethod
     def handles(scope: dict[str, Any]) -> re.Match[str] | None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        if scope["type"] != "http":
+            return None
+        if scope["method"] == "OPTIONS":  # CORS preflight of a visual in another origin
+            return LICENSING_PATH.match(scope["path"])
+        if scope["method"] not in ("GET", "HEAD"):
             return None
         return SERVICE_PLANS.match(scope["path"])
 
     async def serve(self, scope: dict[str, Any], match: re.Match[str], send: Any) -> None:
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": PREFLIGHT})
+            await send({"type": "http.response.body", "body": b""})
+            return
         started = time.perf_counter()
         checker: Checker = self.checker_of()
         authorization = if_none_match = request_id = None

@@ -41,6 +41,12 @@ STATE_NUMBER = {
 }
 USABLE = ("Active", "Warning")
 DEV_ISSUER_PATH = "/dev-issuer/"
+# The check is called from visuals in other origins (Power BI's sandboxed iframes) with a bearer token and
+# no cookies, so any origin may read it; the ETag must be readable for If-None-Match revalidation.
+CORS_HEADERS = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-expose-headers", b"ETag, X-Request-Id"),
+)
 
 
 @dataclass(frozen=True)
@@ -391,6 +397,7 @@ def make_answer(plans: tuple[tuple[str, str, int], ...], user_id: str | None) ->
         (b"etag", etag.encode()),
         (b"cache-control", b"private, no-cache"),
         (b"vary", b"Authorization"),
+        *CORS_HEADERS,
     )
     return Answer(
         body,
