@@ -39,9 +39,6 @@ def _users(db: Database, n: int, rng: random.Random) -> tuple[str, list[str]]:
             .scalars()
             .all()
         )
-        total = conn.execute(
-            select(users.c.user_principal_name).where(users.c.tenant_id == tenant_id).limit(1)
-        ).all()
         others = (
             conn.execute(
                 select(users.c.user_principal_name)
