@@ -70,6 +70,11 @@ class Answer:
     headers_304: tuple[tuple[bytes, bytes], ...] = ()
 
 
+def token_key(token: str, audience: str) -> bytes:
+    """The cache key of a token: a digest, so that many cached tokens cost little memory."""
+    return hashlib.blake2b(f"{audience}\0{token}".encode(), digest_size=16).digest()
+
+
 class BoundedCache:
     """A dict that forgets its oldest entries past `size` (thread-safe enough: one lock)."""
 
@@ -146,7 +151,7 @@ class Checker:
         self.keys = keys or signing.KeyStore(ctx)
         self.license_ttl = license_ttl
         self.tokens = BoundedCache(200_000)
-        self.answers = BoundedCache(500_000)
+        self.answers = BoundedCache(300_000)
         self.usage = UsageRecorder(ctx)
         self._products: dict[str, tuple[float, Any, dict[str, str]]] = {}
         self._issuers: dict[str, list[Any]] = {}
@@ -196,11 +201,11 @@ class Checker:
 
     def identify(self, token: str, audience: str) -> Identity:
         """Validate a user access token for a product's audience (cached until it expires)."""
-        cached: Identity | None = self.tokens.get((token, audience))
+        cached: Identity | None = self.tokens.get(token_key(token, audience))
         if cached is not None and cached.exp + LEEWAY_SECONDS > time.time():
             return cached
         identity = self._validate(token, audience)
-        self.tokens.put((token, audience), identity)
+        self.tokens.put(token_key(token, audience), identity)
         return identity
 
     def _validate(self, token: str, audience: str) -> Identity:
@@ -292,7 +297,7 @@ class Checker:
         cached_product = self._products.get(product_id)
         if cached_product is None:
             return None
-        identity: Identity | None = self.tokens.get((token, cached_product[1].audience))
+        identity: Identity | None = self.tokens.get(token_key(token, cached_product[1].audience))
         if identity is None or identity.exp + LEEWAY_SECONDS <= time.time():
             return None
         cached = self.answers.get((identity.tenant_id, product_id, identity.oid, identity.names))
@@ -383,7 +388,16 @@ class Checker:
         return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
 
 
-def make_answer(plans: tuple[tuple[str, str, int], ...], user_id: str | None) -> Answer:
+# Answers are few shapes (most users hold the same plans in the same states): their bytes are made once
+# and shared, so a cache of many users' answers costs little memory.
+_shapes: dict[tuple[tuple[str, str, int], ...], tuple[bytes, str, Any, Any]] = {}
+_shapes_lock = threading.Lock()
+
+
+def _shape(plans: tuple[tuple[str, str, int], ...]) -> tuple[bytes, str, Any, Any]:
+    shape = _shapes.get(plans)
+    if shape is not None:
+        return shape
     body = json.dumps(
         {
             "plans": [{"spIdentifier": sp, "state": state} for _plan, sp, state in plans],
@@ -399,18 +413,23 @@ def make_answer(plans: tuple[tuple[str, str, int], ...], user_id: str | None) ->
         (b"vary", b"Authorization"),
         *CORS_HEADERS,
     )
-    return Answer(
-        body,
-        etag,
-        plans,
-        user_id,
-        headers_200=(
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *common,
-        ),
-        headers_304=((b"content-length", b"0"), *common),
+    headers_200 = (
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *common,
     )
+    headers_304 = ((b"content-length", b"0"), *common)
+    shape = (body, etag, headers_200, headers_304)
+    with _shapes_lock:
+        if len(_shapes) > 100_000:  # a safety valve; real products have a handful of shapes
+            _shapes.clear()
+        _shapes[plans] = shape
+    return shape
+
+
+def make_answer(plans: tuple[tuple[str, str, int], ...], user_id: str | None) -> Answer:
+    body, etag, headers_200, headers_304 = _shape(plans)
+    return Answer(body, etag, plans, user_id, headers_200=headers_200, headers_304=headers_304)
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
