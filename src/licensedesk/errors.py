@@ -117,7 +117,7 @@ class SubscriptionTerminal(Conflict):
     title = "Subscription has ended"
 
     def __init__(self, status: str) -> None:
-        DomainError.__init__(self, f"the subscription is {status}, which is final", status=status)
+        DomainError.__init__(self, f"the subscription is {status}, which is final", subscriptionStatus=status)
 
 
 class AlreadyAssigned(Conflict):

@@ -16,8 +16,12 @@ def text(value: str, field: str, *, max_length: int, required: bool = True) -> s
     if not isinstance(value, str):
         raise ValidationFailed(f"{field} must be a string", field=field)
     value = unicodedata.normalize("NFC", value.strip())
-    if required and not value:
+    # format characters (direction marks, zero-width joiners) belong in names, but are no name alone
+    visible = any(unicodedata.category(ch) != "Cf" and not ch.isspace() for ch in value)
+    if required and not visible:
         raise ValidationFailed(f"{field} must not be empty", field=field)
+    if value and not visible:
+        raise ValidationFailed(f"{field} has no visible characters", field=field)
     if len(value) > max_length:
         raise ValidationFailed(f"{field} is longer than {max_length} characters", field=field)
     # Cc = controls (NUL, ESC ...); Cs = lone surrogates, which no database can store as text
@@ -43,7 +47,8 @@ def slug(value: str, field: str = "slug") -> str:
 
 def user_principal_name(value: str) -> str:
     value = text(value, "userPrincipalName", max_length=320)
-    if not UPN.match(value):
+    # an address with invisible direction or zero-width characters reads as another one: refuse it
+    if not UPN.match(value) or any(unicodedata.category(ch) == "Cf" for ch in value):
         raise ValidationFailed(
             "userPrincipalName must look like an e-mail address", field="userPrincipalName"
         )

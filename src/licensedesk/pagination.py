@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from licensedesk.errors import DomainError
@@ -33,7 +34,9 @@ def encode_cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
+def decode_cursor(cursor: str | None, shape: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """The sort key in a cursor, typed by `shape`: "str", "time" (a datetime) or "int" (0-1000). Anything
+    this service could not have issued is an InvalidCursor (400), never an error further in."""
     if cursor is None or cursor == "":
         return None
     try:
@@ -41,9 +44,25 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor("the cursor is not one this service issued") from exc
-    if not isinstance(key, list) or len(key) != arity or not all(isinstance(k, str | int) for k in key):
+    if not isinstance(key, list) or len(key) != len(shape):
         raise InvalidCursor("the cursor is not one this service issued")
-    return key
+    return tuple(_typed(value, kind) for value, kind in zip(key, shape, strict=True))
+
+
+def _typed(value: Any, kind: str) -> Any:
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1000:
+            return value
+    elif isinstance(value, str) and "\x00" not in value and len(value) <= 2000:
+        if kind == "str":
+            return value
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            return parsed
+    raise InvalidCursor("the cursor is not one this service issued")
 
 
 def check_limit(limit: int | None) -> int:

@@ -67,7 +67,10 @@ def _oidc_admin(request: Request, ctx: Context, token: str) -> Principal | None:
     issuer = oidc.unverified_issuer(token)
     if issuer is None:
         return None
-    for tenant in tenancy.tenants_by_issuer(ctx, issuer):
+    candidates = tenancy.tenants_by_issuer(ctx, issuer)
+    if len(candidates) != 1:  # issuers are unique; anything else names no tenant for sure
+        return None
+    for tenant in candidates:
         if not tenant.jwks_uri:
             continue
         try:
@@ -80,6 +83,9 @@ def _oidc_admin(request: Request, ctx: Context, token: str) -> Principal | None:
             )
         except oidc.InvalidToken:
             continue
+        tid = claims.get("tid")
+        if tenant.external_tenant_id and tid is not None and tid != tenant.external_tenant_id:
+            return None  # a token of another directory that happens to share the issuer
         return oidc.admin_principal(claims, tenant.id)
     return None
 

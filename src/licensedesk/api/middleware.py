@@ -61,6 +61,23 @@ class RequestContext:
         rid = incoming if incoming and SANE_REQUEST_ID.match(incoming) else new_request_id()
         token = request_id_var.set(rid)
         started = time.perf_counter()
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # no id, name or filter may hold a NUL: refuse before anything tries to look it up
+            body = _problem(400, "invalid_request", "Malformed request", "the URL contains a NUL character")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"x-request-id", rid.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            request_id_var.reset(token)
+            return
         status_holder = {"status": 500}
         header = (b"x-request-id", rid.encode())
 
@@ -131,14 +148,20 @@ class BodyLimit:
 
         started = False
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def guarded_send(message: dict[str, Any]) -> None:
+            # the framework may turn the failed read into an answer of its own: answer 413 instead
             nonlocal started
+            if refused:
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._refuse(send, limit)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
             if not started:
                 await self._refuse(send, limit)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from licensedesk.errors import DomainError
@@ -42,13 +42,14 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    # the explaining fields never override the five that every problem document has
     body = {
+        **extra,
         "type": f"urn:licensedesk:problem:{code}",
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
         "code": code,
-        **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -123,6 +124,12 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         detail = str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "error")
         return problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DataError)
+    async def _bad_value(_request: Request, exc: DataError) -> JSONResponse:
+        # a value the database cannot store (e.g. NUL in text on PostgreSQL) that no check caught first
+        log.warning("value refused by the database: %s", exc.orig)
+        return problem(400, "invalid_value", "a value in the request cannot be stored (control characters?)")
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

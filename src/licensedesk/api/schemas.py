@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -18,18 +18,47 @@ def _utc_text(value: datetime) -> str:
 def _to_naive_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError as exc:
+        raise ValueError("the time is out of range once in UTC") from exc
 
 
 UtcDateTime = Annotated[datetime, PlainSerializer(_utc_text, return_type=str, when_used="json")]
 # an incoming time: any ISO-8601 form; a time without a zone is taken as UTC
-InstantIn = Annotated[datetime, AfterValidator(_to_naive_utc)]
+InstantIn = Annotated[datetime, Field(strict=False), AfterValidator(_to_naive_utc)]
+
+
+def _refuse_nul(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_nul(k)
+            _refuse_nul(v)
+    elif isinstance(value, list):
+        for v in value:
+            _refuse_nul(v)
 
 
 class ApiModel(BaseModel):
+    """Request bodies: camelCase names only, unknown fields refused, JSON types taken as they are
+    ("5" is not a number, "yes" not a boolean), and no NUL characters anywhere."""
+
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", str_max_length=100_000
+        alias_generator=to_camel,
+        populate_by_name=False,
+        extra="forbid",
+        strict=True,
+        str_max_length=100_000,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        _refuse_nul(data)
+        return data
 
 
 class Out(BaseModel):
@@ -62,7 +91,8 @@ def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI: the problem documents a route may answer with."""
+    """OpenAPI: the problem documents a route may answer with. POSTs list 409 too: a request with the same
+    Idempotency-Key may still be running."""
     described = {
         400: "Malformed request (bad JSON, unknown fields, wrong types)",
         401: "Missing or invalid bearer token",

@@ -101,8 +101,7 @@ def query(
 ) -> Page[AuditEvent]:
     """Audit events, newest first."""
     limit = check_limit(limit)
-    key = decode_cursor(cursor, 2)
-    after = (datetime.fromisoformat(key[0]), str(key[1])) if key else None
+    after = decode_cursor(cursor, ("time", "str"))
     with ctx.db.read() as conn:
         rows = repository.query(
             conn,

@@ -27,7 +27,7 @@ def list_tokens(
     return page(result.items, result.next_cursor)
 
 
-@router.post("/tokens", status_code=201, response_model=TokenCreated, responses=problems())
+@router.post("/tokens", status_code=201, response_model=TokenCreated, responses=problems(409))
 def create_token(body: TokenCreate, call: Caller = caller("tokens.manage")) -> object:
     if body.role not in grantable_by(call.principal):
         raise ApiError(403, "forbidden", f"your role may not create {body.role} tokens")

@@ -101,8 +101,7 @@ def list_tokens(
     ctx: Context, tenant_ref: str | None, *, cursor: str | None = None, limit: int | None = None
 ) -> Page[ApiToken]:
     limit = check_limit(limit)
-    key = decode_cursor(cursor, 2)
-    after = (datetime.fromisoformat(str(key[0])), str(key[1])) if key else None
+    after = decode_cursor(cursor, ("time", "str"))
     with ctx.db.read() as conn:
         tenant_id = tenancy.resolve(conn, tenant_ref).id if tenant_ref is not None else SYSTEM_TENANT
         rows = repository.tokens(conn, tenant_id, after, limit + 1)

@@ -327,8 +327,7 @@ def list_subscriptions(
     limit: int | None = None,
 ) -> Page[Subscription]:
     limit = check_limit(limit)
-    key = decode_cursor(cursor, 2)
-    after = (datetime.fromisoformat(str(key[0])), str(key[1])) if key else None
+    after = decode_cursor(cursor, ("time", "str"))
     with ctx.db.read() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
         rows = repository.page(conn, t, after, limit + 1, plan_id)

@@ -19,9 +19,10 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from licensedesk import metrics
-from licensedesk.api.deps import Caller, caller
+from licensedesk.api.deps import authenticate
 from licensedesk.api.middleware import SANE_REQUEST_ID, new_request_id, request_id_var
-from licensedesk.api.schemas import ApiModel, Out, problems
+from licensedesk.api.problems import ApiError
+from licensedesk.api.schemas import ApiModel, Out, Problem, problems
 from licensedesk.auth.oidc import InvalidToken
 from licensedesk.checks import keys as signing
 from licensedesk.checks.service import CORS_HEADERS, Answer, Checker, etag_matches
@@ -113,12 +114,13 @@ def _render(answer: Answer, if_none_match: str | None) -> Result:
     "/v1/licensing/{product_id}/servicePlans",
     response_model=LicenseInfoResult,
     responses={
+        **problems(),
         304: {"description": "unchanged since the ETag given in If-None-Match"},
         401: {
+            "model": Problem,
             "description": 'invalid token (WWW-Authenticate: Bearer error="invalid_token")',
             "content": {"application/problem+json": {}},
         },
-        404: {"description": "unknown product", "content": {"application/problem+json": {}}},
     },
 )
 async def service_plans(
@@ -138,27 +140,24 @@ async def service_plans(
     return response
 
 
-@router.post("/v1/licensing/{product_id}/check", response_model=CheckResults, responses=problems())
-def batch_check(
-    product_id: ProductId,
-    body: CheckBody,
-    request: Request,
-    call: Caller = caller("licensing.check", tenant=False),
-) -> dict[str, Any]:
+@router.post("/v1/licensing/{product_id}/check", response_model=CheckResults, responses=problems(409))
+def batch_check(product_id: ProductId, body: CheckBody, request: Request) -> dict[str, Any]:
     """For the vendor's servers: the plans of up to 1000 users of one tenant (operator or tenant token)."""
-    tenant = tenancy.get_tenant(call.ctx, body.tenant)
-    if not call.principal.sees_tenant(tenant.id):
-        raise NotFound("tenant", body.tenant)
+    principal = authenticate(request)
     checker: Checker = request.app.state.checker
+    tenant = tenancy.get_tenant(checker.ctx, body.tenant)
+    if not principal.sees_tenant(tenant.id):  # another tenant's: 404 before any role check
+        raise NotFound("tenant", body.tenant)
+    if not principal.may("licensing.check"):
+        raise ApiError(403, "forbidden", "your role does not allow this (licensing.check)")
     return {"results": checker.batch(tenant.id, product_id, body.users)}
 
 
 @router.get(
     "/v1/licensing/{product_id}/license",
     responses={
+        **problems(),
         200: {"content": {"application/jwt": {}}, "description": "a compact JWS (EdDSA) of the answer"},
-        401: {"description": "invalid token", "content": {"application/problem+json": {}}},
-        404: {"description": "unknown product", "content": {"application/problem+json": {}}},
     },
 )
 def signed_license(product_id: ProductId, request: Request) -> Response:

@@ -59,6 +59,8 @@ tenants = Table(
     Column("jwks_uri", String(500), nullable=True),
     _at("created_at"),
     _at("updated_at"),
+    # an index, not a constraint: SQLite adds an index in place, but a constraint by rebuilding the table
+    Index("uq_tenants_issuer", "issuer", unique=True),
 )
 
 products = Table(

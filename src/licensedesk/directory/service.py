@@ -375,7 +375,7 @@ def list_users(
             hits, nxt = _search(conn, t, search, ("user",), cursor, limit)
             found = repo.users_by_ids(conn, t, [h[3] for h in hits])
             return Page([_user(found[h[3]]) for h in hits if h[3] in found], nxt)
-        key = decode_cursor(cursor, 1)
+        key = decode_cursor(cursor, ("str",))
         rows = repo.users_page(conn, t, str(key[0]) if key else None, limit + 1)
         items = [_user(r) for r in rows[:limit]]
         return Page(items, encode_cursor(rows[limit - 1].upn_key) if len(rows) > limit else None)
@@ -385,8 +385,7 @@ def _search(
     conn: Connection, t: str, q: str, kinds: Sequence[str], cursor: str | None, limit: int
 ) -> tuple[list[tuple[str, int, str, str]], str | None]:
     q = fields.text(q, "search", max_length=200)
-    key = decode_cursor(cursor, 4)
-    after = (str(key[0]), int(key[1]), str(key[2]), str(key[3])) if key else None
+    after = decode_cursor(cursor, ("str", "int", "str", "str"))
     hits = repo.search(conn, t, q, kinds, after, limit + 1)
     nxt = encode_cursor(*hits[limit - 1]) if len(hits) > limit else None
     return hits[:limit], nxt
@@ -583,8 +582,8 @@ def list_groups(
             hits, nxt = _search(conn, t, search, ("group",), cursor, limit)
             found = repo.groups_by_ids(conn, t, [h[3] for h in hits])
             return Page([_group(found[h[3]]) for h in hits if h[3] in found], nxt)
-        key = decode_cursor(cursor, 2)
-        rows = repo.groups_page(conn, t, (str(key[0]), str(key[1])) if key else None, limit + 1)
+        key = decode_cursor(cursor, ("str", "str"))
+        rows = repo.groups_page(conn, t, key, limit + 1)
         items = [_group(r) for r in rows[:limit]]
         nxt = encode_cursor(rows[limit - 1].name_key, rows[limit - 1].id) if len(rows) > limit else None
         return Page(items, nxt)
@@ -775,8 +774,7 @@ def list_members(
 ) -> Page[Member]:
     """Members of a group, groups first then users; with transitive, everyone reachable through it."""
     limit = check_limit(limit)
-    key = decode_cursor(cursor, 2)
-    after = (str(key[0]), str(key[1])) if key else None
+    after = decode_cursor(cursor, ("str", "str"))
     with ctx.db.read() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
         group = resolve_group(conn, t, group_id)

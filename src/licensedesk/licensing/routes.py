@@ -134,13 +134,13 @@ def group_licenses(id: GroupId, call: Caller = caller("licenses.read")) -> objec
     return page(service.group_licenses(call.ctx, call.tenant, id), None)
 
 
-@router.post("/users/{user}/reprocess", response_model=Page[UserLicenseOut], responses=problems())
+@router.post("/users/{user}/reprocess", response_model=Page[UserLicenseOut], responses=problems(409))
 def reprocess_user(user: UserRefPath, call: Caller = caller("licenses.write")) -> object:
     return page(service.reprocess_user(call.ctx, call.tenant, user), None)
 
 
 @router.post(
-    "/groups/{id}/reprocess", status_code=202, response_model=Page[GroupLicenseOut], responses=problems()
+    "/groups/{id}/reprocess", status_code=202, response_model=Page[GroupLicenseOut], responses=problems(409)
 )
 def reprocess_group(id: GroupId, call: Caller = caller("licenses.write")) -> object:
     return page(service.reprocess_group(call.ctx, call.tenant, id), None)

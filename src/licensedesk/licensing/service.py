@@ -625,8 +625,7 @@ def licensed_users(
         raise ValidationFailed("source must be direct or group", field="source")
     if idle_days is not None and not 0 <= idle_days <= 36500:
         raise ValidationFailed("idleDays must be between 0 and 36500", field="idleDays")
-    key = decode_cursor(cursor, 2)
-    after = (datetime.fromisoformat(str(key[0])), str(key[1])) if key else None
+    after = decode_cursor(cursor, ("time", "str"))
     with ctx.db.read() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
         plan = catalog.plan_in(conn, plan_id)
@@ -756,7 +755,7 @@ def plan_groups(
 ) -> Page[GroupLicense]:
     """The group assignments of a plan with their processing status."""
     limit = check_limit(limit)
-    key = decode_cursor(cursor, 1)
+    key = decode_cursor(cursor, ("str",))
     with ctx.db.read() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
         plan = catalog.plan_in(conn, plan_id)

@@ -76,6 +76,7 @@ def create_tenant_in(
         raise Duplicate("tenant", "slug", slug)
     if values["external_tenant_id"] and repository.by_external_id(conn, values["external_tenant_id"]):
         raise Duplicate("tenant", "externalTenantId", values["external_tenant_id"])
+    _check_issuer_free(conn, values["issuer"], None)
     try:
         with conn.begin_nested():
             repository.insert_tenant(conn, **values)
@@ -90,6 +91,13 @@ def create_tenant_in(
         details={"name": values["name"]},
     )
     return _tenant(repository.by_ref(conn, values["id"]))
+
+
+def _check_issuer_free(conn: Connection, issuer: str | None, tenant_id: str | None) -> None:
+    """An identity provider's issuer belongs to one tenant: its admins' tokens must name one tenant, and
+    another tenant must not be able to claim them."""
+    if issuer and any(row.id != tenant_id for row in repository.by_issuer(conn, issuer)):
+        raise Duplicate("tenant", "issuer", issuer)
 
 
 def resolve(conn: Connection, ref: str) -> Tenant:
@@ -112,7 +120,7 @@ def find_by_external_id(ctx: Context, external_tenant_id: str) -> Tenant | None:
 
 def list_tenants(ctx: Context, *, cursor: str | None = None, limit: int | None = None) -> Page[Tenant]:
     limit = check_limit(limit)
-    key = decode_cursor(cursor, 1)
+    key = decode_cursor(cursor, ("str",))
     with ctx.db.read() as conn:
         rows = repository.page(conn, str(key[0]) if key else None, limit + 1)
     items = [_tenant(r) for r in rows[:limit]]
@@ -144,6 +152,7 @@ def update_tenant(
             values["external_tenant_id"] = ext
         if issuer is not UNSET:
             values["issuer"] = fields.url(issuer, "issuer")
+            _check_issuer_free(conn, values["issuer"], tenant.id)
         if jwks_uri is not UNSET:
             values["jwks_uri"] = fields.url(jwks_uri, "jwksUri")
         if values:
