@@ -122,6 +122,7 @@ def create_app(
 def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
     from licensedesk.audit.routes import router as audit_routes
     from licensedesk.auth.routes import router as token_routes
+    from licensedesk.billing.marketplace_routes import router as marketplace_routes
     from licensedesk.billing.routes import router as billing_routes
     from licensedesk.catalog.routes import router as catalog_routes
     from licensedesk.checks.routes import dev_router
@@ -163,6 +164,7 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         audit_routes,
         token_routes,
         check_routes,
+        marketplace_routes,
     ):
         app.include_router(router)
     if dev_issuer:

@@ -343,3 +343,57 @@ def token_user(
     ctx = open_context()
     checker = Checker(ctx, ChangeFeed(ctx.db), public_url=settings.public_url, dev_issuer=True)
     sys.stdout.write(_run(checker.mint_dev_token, tenant, upn, product) + "\n")
+
+
+marketplace_app = typer.Typer(no_args_is_help=True, help="Marketplace purchase events.")
+app.add_typer(marketplace_app, name="marketplace")
+
+
+@marketplace_app.command("send")
+def marketplace_send(
+    action: str = typer.Argument(
+        ..., help="Subscribe, ChangeQuantity, ChangePlan, Suspend, Reinstate, Renew, Unsubscribe"
+    ),
+    subscription_id: str = typer.Option(..., "--subscription-id", help="the marketplace's subscription id"),
+    tenant_id: str = typer.Option(..., "--tenant-id", help="the buyer's identity provider tenant id"),
+    email: str = typer.Option(..., "--email", help="the buyer's e-mail"),
+    object_id: str | None = typer.Option(None, "--object-id", help="the buyer's object id"),
+    plan: str | None = typer.Option(None, "--plan"),
+    quantity: int | None = typer.Option(None, "--quantity", min=1),
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", help="licensedesk's base URL"),
+) -> None:
+    """Send a signed test event (LICENSEDESK_MARKETPLACE_SECRET), as the marketplace would."""
+    import json
+
+    import httpx
+
+    from licensedesk.billing import marketplace
+
+    secret = get_settings().marketplace_secret
+    if not secret:
+        err.print("[red]error[/red]: set LICENSEDESK_MARKETPLACE_SECRET to the secret the server has")
+        raise typer.Exit(2)
+    body = json.dumps(
+        marketplace.test_event(
+            action,
+            subscription_id,
+            plan_id=plan,
+            quantity=quantity,
+            tenant_id=tenant_id,
+            email=email,
+            object_id=object_id,
+        )
+    ).encode()
+    response = httpx.post(
+        f"{url.rstrip('/')}/v1/marketplace/events",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Marketplace-Signature": marketplace.sign(secret, body),
+        },
+        timeout=30,
+    )
+    out.print(f"HTTP {response.status_code}")
+    out.print_json(response.text)
+    if response.status_code >= 400:
+        raise typer.Exit(1)

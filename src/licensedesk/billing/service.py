@@ -336,6 +336,77 @@ def list_subscriptions(
     return Page(items, nxt)
 
 
+def change_plan_in(conn: Connection, ctx: Context, tenant_id: str, row: Any, new_plan_id: str) -> Any:
+    """Move a subscription to another plan of the same product. Its assignments move with it (keeping
+    their claim order) when no other live subscription is left on the old plan."""
+    if row.status in seating.TERMINAL_STATUSES:
+        raise SubscriptionTerminal(row.status)
+    old = catalog.plan_in(conn, row.plan_id)
+    new = catalog.plan_in(conn, new_plan_id)
+    if new.id == old.id:
+        return row
+    if new.product_id != old.product_id:
+        raise ValidationFailed("a subscription can only change to a plan of the same product", field="planId")
+    for plan_id in sorted((old.id, new.id)):
+        licensing.lock_pool(conn, ctx, tenant_id, plan_id)
+    now = ctx.clock.now()
+    repository.update_subscription(conn, tenant_id, row.id, plan_id=new.id, updated_at=now)
+    audit.record(
+        conn,
+        ctx,
+        tenant_id,
+        "subscription.plan_changed",
+        audit.Target("subscription", row.id, new.name),
+        plan_id=new.id,
+        at=now,
+        details={"from": old.id, "to": new.id},
+    )
+    _recompute_pool(conn, ctx, tenant_id, new.id, force=True)
+    others = [
+        r
+        for r in repository.plan_subscriptions(conn, tenant_id, old.id)
+        if r.status not in seating.TERMINAL_STATUSES
+    ]
+    if not others:
+        licensing.move_plan_in(conn, ctx, tenant_id, old.id, new.id)
+    _recompute_pool(conn, ctx, tenant_id, old.id, force=True)
+    return repository.subscription(conn, tenant_id, row.id)
+
+
+def renew_in(conn: Connection, ctx: Context, tenant_id: str, row: Any) -> Any:
+    """Extend the term by its length (a year when unknown); a subscription in grace is Active again."""
+    if row.status in seating.TERMINAL_STATUSES:
+        raise SubscriptionTerminal(row.status)
+    now = ctx.clock.now()
+    if row.term_ends_at is not None:
+        length = row.term_ends_at - row.term_started_at if row.term_started_at else DEFAULT_TERM
+        length = length if length > timedelta(0) else DEFAULT_TERM
+        start = max(row.term_ends_at, now)
+        row = update_subscription_in(
+            conn,
+            ctx,
+            tenant_id,
+            row,
+            term_started_at=start,
+            term_ends_at=start + length,
+            force=True,
+            action="subscription.renewed",
+        )
+    else:
+        audit.record(
+            conn,
+            ctx,
+            tenant_id,
+            "subscription.renewed",
+            audit.Target("subscription", row.id, row.plan_id),
+            plan_id=row.plan_id,
+            at=now,
+        )
+    if row.status == "Warning":
+        row = update_subscription_in(conn, ctx, tenant_id, row, status="Active", force=True)
+    return row
+
+
 # ---------------------------------------------------------------- lifecycle (a worker duty)
 
 

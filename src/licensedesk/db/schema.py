@@ -198,12 +198,31 @@ subscriptions = Table(
     _at("status_changed_at"),
     _at("created_at"),
     _at("updated_at"),
+    # the timeStamp of the last marketplace event applied: older ones arriving late are ignored
+    _at("last_event_at", nullable=True),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
     ForeignKeyConstraint(["plan_id"], ["plans.id"]),
     CheckConstraint("quantity >= 1", name="quantity_positive"),
     UniqueConstraint("tenant_id", "external_id"),
     Index("ix_subscriptions_plan", "tenant_id", "plan_id"),
     Index("ix_subscriptions_status", "status", "term_ends_at"),
+)
+
+# Every marketplace event received, with what became of it (idempotency by the event's id). Events that
+# name no known tenant are kept under SYSTEM_TENANT.
+marketplace_events = Table(
+    "marketplace_events",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("subscription_external_id", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    _at("time_stamp"),
+    _at("received_at"),
+    Column("outcome", String(16), nullable=False),  # applied | stale
+    Column("detail", Text, nullable=True),
+    Column("body", Text, nullable=False),
+    Index("uq_marketplace_events_id", "id", unique=True),
 )
 
 # ---------------------------------------------------------------- licensing

@@ -1150,3 +1150,50 @@ def pending_jobs(conn: Connection, tenant_id: str) -> int:
     return conn.execute(
         select(func.count()).select_from(jobs).where(jobs.c.tenant_id == tenant_id)
     ).scalar_one()
+
+
+def move_direct_assignments(conn: Connection, tenant_id: str, old_plan: str, new_plan: str) -> list[str]:
+    """Move direct assignments to another plan (a user who has both keeps the older grant)."""
+    d = direct_assignments
+    rows = conn.execute(
+        select(d.c.user_id, d.c.assigned_at).where(d.c.tenant_id == tenant_id, d.c.plan_id == old_plan)
+    ).all()
+    if not rows:
+        return []
+    existing = direct_user_ids(conn, tenant_id, new_plan, [r.user_id for r in rows])
+    insert_rows = [r for r in rows if r.user_id not in existing]
+    if insert_rows:
+        conn.execute(
+            insert(d),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "plan_id": new_plan,
+                    "user_id": r.user_id,
+                    "assigned_at": r.assigned_at,
+                }
+                for r in insert_rows
+            ],
+        )
+    conn.execute(delete(d).where(d.c.tenant_id == tenant_id, d.c.plan_id == old_plan))
+    return [r.user_id for r in rows]
+
+
+def move_group_assignments(conn: Connection, tenant_id: str, old_plan: str, new_plan: str) -> list[str]:
+    g = group_assignments
+    rows = conn.execute(
+        select(g.c.group_id, g.c.assigned_at).where(g.c.tenant_id == tenant_id, g.c.plan_id == old_plan)
+    ).all()
+    for r in rows:
+        if group_assignment(conn, tenant_id, new_plan, r.group_id) is None:
+            conn.execute(
+                insert(g).values(
+                    tenant_id=tenant_id,
+                    plan_id=new_plan,
+                    group_id=r.group_id,
+                    assigned_at=r.assigned_at,
+                    processing_state="Queued",
+                )
+            )
+    conn.execute(delete(g).where(g.c.tenant_id == tenant_id, g.c.plan_id == old_plan))
+    return [r.group_id for r in rows]

@@ -172,85 +172,107 @@ def assign(
     _check_targets(users, groups)
     with ctx.db.write() as conn:
         tenant = tenancy.resolve(conn, tenant_ref)
-        t = tenant.id
-        plan = catalog.plan_in(conn, plan_id)
-        now = ctx.clock.now()
-        repo.lock_pool(conn, t, plan.id, now)
-        user_rows = directory.resolve_users(conn, t, users)
-        group_rows = directory.resolve_groups(conn, t, groups)
-        user_ids = list(dict.fromkeys(u.id for u in user_rows))
-        group_ids = list(dict.fromkeys(g.id for g in group_rows))
+        return assign_in(
+            conn,
+            ctx,
+            tenant.id,
+            plan_id,
+            users=users,
+            groups=groups,
+            allow_partial=allow_partial,
+            dry_run=dry_run,
+        )
 
-        batch = repo.new_batch()
-        repo.scope_users(conn, t, batch, user_ids)
-        for gid in group_ids:
-            repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
-        needed = repo.count_needing_seat(conn, t, plan.id, batch)
-        available = _pool_available(conn, t, plan.id)
-        repo.clear_batch(conn, t, batch)
-        ok = needed <= available
-        result = AssignResult(plan.id, needed, available, ok, dry_run=dry_run)
-        if dry_run:
-            result.users = [{"userId": u, "state": None, "error": None} for u in user_ids]
-            result.groups = [{"groupId": g, "processingState": None} for g in group_ids]
-            return result
-        if not ok and not allow_partial:
-            raise NotEnoughLicenses(needed, available)
 
-        # Group sources are granted at `now`, direct ones a microsecond later: within one request the
-        # group's members (whose seats are reserved below) come first in claim order.
-        new_groups = [g for g in group_rows if repo.group_assignment(conn, t, plan.id, g.id) is None]
-        for g in dict((g.id, g) for g in new_groups).values():
-            repo.insert_group_assignment(conn, t, plan.id, g.id, now)
-            audit.record(
-                conn,
-                ctx,
-                t,
-                "license.assigned",
-                audit.Target("group", g.id, g.display_name),
-                plan_id=plan.id,
-                at=now,
-            )
-        already = repo.direct_user_ids(conn, t, plan.id, user_ids)
-        new_users = [u for u in dict((u.id, u) for u in user_rows).values() if u.id not in already]
-        direct_at = now + timedelta(microseconds=1)
-        repo.insert_direct(conn, t, plan.id, [u.id for u in new_users], direct_at)
-        for u in new_users:
-            audit.record(
-                conn,
-                ctx,
-                t,
-                "license.assigned",
-                audit.Target("user", u.id, u.user_principal_name),
-                plan_id=plan.id,
-                at=now,
-            )
-        if new_users:
-            apply_to_users(conn, ctx, t, plan.id, [u.id for u in new_users], now)
+def assign_in(
+    conn: Connection,
+    ctx: Context,
+    t: str,
+    plan_id: str,
+    *,
+    users: Sequence[str] = (),
+    groups: Sequence[str] = (),
+    allow_partial: bool = False,
+    dry_run: bool = False,
+) -> AssignResult:
+    """`assign` inside the caller's transaction (the marketplace licenses the buyer with its purchase)."""
+    plan = catalog.plan_in(conn, plan_id)
+    now = ctx.clock.now()
+    repo.lock_pool(conn, t, plan.id, now)
+    user_rows = directory.resolve_users(conn, t, users)
+    group_rows = directory.resolve_groups(conn, t, groups)
+    user_ids = list(dict.fromkeys(u.id for u in user_rows))
+    group_ids = list(dict.fromkeys(g.id for g in group_rows))
 
-        queued_ids = {g.id for g in new_groups}
-        for gid in group_ids:
-            if gid not in queued_ids:
-                continue
-            batch = repo.new_batch()
-            repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
-            group_needed = repo.count_needing_seat(conn, t, plan.id, batch)
-            repo.clear_batch(conn, t, batch)
-            job_id = repo.enqueue_job(conn, t, "group_plan", gid, now, plan_id=plan.id)
-            repo.reserve(conn, t, plan.id, job_id, now, min(group_needed, _pool_available(conn, t, plan.id)))
-        if queued_ids:
-            _jobs_queued(conn)
-
-        states = repo.states_of(conn, t, plan.id, user_ids)
-        result.users = [
-            {"userId": u, "state": states.get(u), "error": seating.error_of(states.get(u, ""))}
-            for u in user_ids
-        ]
-        result.groups = [
-            {"groupId": g, "processingState": repo.group_assignment(conn, t, plan.id, g).processing_state}
-            for g in group_ids
-        ]
+    batch = repo.new_batch()
+    repo.scope_users(conn, t, batch, user_ids)
+    for gid in group_ids:
+        repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
+    needed = repo.count_needing_seat(conn, t, plan.id, batch)
+    available = _pool_available(conn, t, plan.id)
+    repo.clear_batch(conn, t, batch)
+    ok = needed <= available
+    result = AssignResult(plan.id, needed, available, ok, dry_run=dry_run)
+    if dry_run:
+        result.users = [{"userId": u, "state": None, "error": None} for u in user_ids]
+        result.groups = [{"groupId": g, "processingState": None} for g in group_ids]
         return result
+    if not ok and not allow_partial:
+        raise NotEnoughLicenses(needed, available)
+
+    # Group sources are granted at `now`, direct ones a microsecond later: within one request the
+    # group's members (whose seats are reserved below) come first in claim order.
+    new_groups = [g for g in group_rows if repo.group_assignment(conn, t, plan.id, g.id) is None]
+    for g in dict((g.id, g) for g in new_groups).values():
+        repo.insert_group_assignment(conn, t, plan.id, g.id, now)
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "license.assigned",
+            audit.Target("group", g.id, g.display_name),
+            plan_id=plan.id,
+            at=now,
+        )
+    already = repo.direct_user_ids(conn, t, plan.id, user_ids)
+    new_users = [u for u in dict((u.id, u) for u in user_rows).values() if u.id not in already]
+    direct_at = now + timedelta(microseconds=1)
+    repo.insert_direct(conn, t, plan.id, [u.id for u in new_users], direct_at)
+    for u in new_users:
+        audit.record(
+            conn,
+            ctx,
+            t,
+            "license.assigned",
+            audit.Target("user", u.id, u.user_principal_name),
+            plan_id=plan.id,
+            at=now,
+        )
+    if new_users:
+        apply_to_users(conn, ctx, t, plan.id, [u.id for u in new_users], now)
+
+    queued_ids = {g.id for g in new_groups}
+    for gid in group_ids:
+        if gid not in queued_ids:
+            continue
+        batch = repo.new_batch()
+        repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
+        group_needed = repo.count_needing_seat(conn, t, plan.id, batch)
+        repo.clear_batch(conn, t, batch)
+        job_id = repo.enqueue_job(conn, t, "group_plan", gid, now, plan_id=plan.id)
+        repo.reserve(conn, t, plan.id, job_id, now, min(group_needed, _pool_available(conn, t, plan.id)))
+    if queued_ids:
+        _jobs_queued(conn)
+
+    states = repo.states_of(conn, t, plan.id, user_ids)
+    result.users = [
+        {"userId": u, "state": states.get(u), "error": seating.error_of(states.get(u, ""))} for u in user_ids
+    ]
+    result.groups = [
+        {"groupId": g, "processingState": repo.group_assignment(conn, t, plan.id, g).processing_state}
+        for g in group_ids
+    ]
+    return result
 
 
 # ---------------------------------------------------------------- unassign and reassign
@@ -770,3 +792,30 @@ def queue_depth(ctx: Context) -> int:
 
 
 SEATED_STATES = SEATED
+
+
+def move_plan_in(conn: Connection, ctx: Context, tenant_id: str, old_plan: str, new_plan: str) -> None:
+    """Move every assignment of a plan to another plan, keeping their grant times (and so the users' claim
+    order): the marketplace's ChangePlan. Direct ones take effect at once, group ones are queued."""
+    now = ctx.clock.now()
+    for plan_id in sorted((old_plan, new_plan)):
+        repo.lock_pool(conn, tenant_id, plan_id, now)
+    moved_users = repo.move_direct_assignments(conn, tenant_id, old_plan, new_plan)
+    moved_groups = repo.move_group_assignments(conn, tenant_id, old_plan, new_plan)
+    for plan_id in (old_plan, new_plan):
+        apply_to_users(conn, ctx, tenant_id, plan_id, moved_users, now)
+        for group_id in moved_groups:
+            repo.enqueue_job(conn, tenant_id, "group_plan", group_id, now, plan_id=plan_id)
+    if moved_users or moved_groups:
+        audit.record(
+            conn,
+            ctx,
+            tenant_id,
+            "license.plan_changed",
+            None,
+            plan_id=new_plan,
+            at=now,
+            details={"fromPlanId": old_plan, "users": len(moved_users), "groups": len(moved_groups)},
+        )
+    if moved_groups:
+        _jobs_queued(conn)
