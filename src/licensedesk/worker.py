@@ -37,6 +37,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_lifecycle = 0.0
+        self._last_optimize = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -57,6 +58,9 @@ class Worker:
         if now - self._last_lifecycle >= self.lifecycle_seconds:
             self._last_lifecycle = now
             billing.advance_lifecycle(self.ctx)
+        if now - self._last_optimize >= 3600:
+            self._last_optimize = now
+            self.ctx.db.optimize()
         return done
 
     def run_forever(self) -> None:

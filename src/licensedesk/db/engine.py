@@ -73,6 +73,15 @@ class Database:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics where they are stale (SQLite; PostgreSQL's autovacuum
+        does it by itself). Sampled, so it stays cheap on large databases."""
+        if not self.is_sqlite:
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql("PRAGMA optimize=0x10002")
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -175,7 +175,10 @@ directory_terms = Table(
     Column("rank", Integer, primary_key=True),  # 0: a whole name or upn; 1: one word of a name
     Column("kind", String(8), primary_key=True),  # 'user' | 'group'
     _id("object_id", primary_key=True),
-    Index("ix_directory_terms_object", "tenant_id", "kind", "object_id", "term", "rank"),
+    # object first: with kind first, a search of one kind could be planned as a walk of every object of it
+    Index("ix_directory_terms_object", "tenant_id", "object_id", "kind", "term", "rank"),
+    # searches of one kind (the users browser, the groups browser) walk this one in order
+    Index("ix_directory_terms_kind", "tenant_id", "kind", "term", "rank", "object_id"),
 )
 
 # ---------------------------------------------------------------- billing

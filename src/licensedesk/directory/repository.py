@@ -162,32 +162,32 @@ def search(
     limit: int,
 ) -> list[tuple[str, int, str, str]]:
     """(term, rank, kind, object_id) of objects with a term starting with q, each object once (at its
-    first matching term), in index order: exact and shorter matches first, whole names before words."""
+    first matching term), in index order: exact and shorter matches first, whole names before words.
+    One kind walks the (kind, term) index, both kinds the (term) one: each in order, stopping at the limit."""
     t = directory_terms
     t2 = directory_terms.alias("t2")
     low = q.lower()
     # an object appears at its first matching term only, so pages never repeat it
     earlier = exists().where(
         t2.c.tenant_id == tenant_id,
-        t2.c.kind == t.c.kind,
         t2.c.object_id == t.c.object_id,
+        t2.c.kind == t.c.kind,
         t2.c.term >= low,
         tuple_(t2.c.term, t2.c.rank) < tuple_(t.c.term, t.c.rank),
     )
-    stmt = (
-        select(t.c.term, t.c.rank, t.c.kind, t.c.object_id)
-        .where(
-            t.c.tenant_id == tenant_id,
-            t.c.term >= low,
-            t.c.term < low + TERM_MAX,
-            t.c.kind.in_(list(kinds)),
-            ~earlier,
-        )
-        .order_by(t.c.term, t.c.rank, t.c.kind, t.c.object_id)
-        .limit(limit)
-    )
-    if after is not None:
-        stmt = stmt.where(tuple_(t.c.term, t.c.rank, t.c.kind, t.c.object_id) > tuple_(*after))
+    conds = [t.c.tenant_id == tenant_id, t.c.term >= low, t.c.term < low + TERM_MAX, ~earlier]
+    order: tuple[Any, ...]
+    if len(kinds) == 1:
+        conds.append(t.c.kind == kinds[0])
+        order = (t.c.term, t.c.rank, t.c.object_id)
+        if after is not None:
+            conds.append(tuple_(*order) > tuple_(after[0], after[1], after[3]))
+    else:
+        conds.append(t.c.kind.in_(list(kinds)))
+        order = (t.c.term, t.c.rank, t.c.kind, t.c.object_id)
+        if after is not None:
+            conds.append(tuple_(*order) > tuple_(*after))
+    stmt = select(t.c.term, t.c.rank, t.c.kind, t.c.object_id).where(*conds).order_by(*order).limit(limit)
     return [(r.term, r.rank, r.kind, r.object_id) for r in conn.execute(stmt)]
 
 
@@ -501,21 +501,21 @@ def transitive_members_page(
 
 def user_group_ids(conn: Connection, tenant_id: str, user_id: str, *, transitive: bool) -> list[str]:
     m = group_user_members
-    if not transitive:
-        return list(
+    direct = list(
+        conn.execute(
+            select(m.c.group_id)
+            .where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
+            .order_by(m.c.group_id)
+        ).scalars()
+    )
+    if not transitive or not direct:
+        return direct
+    # two steps, driven by the user, whatever statistics the planner has
+    c = group_closure
+    return sorted(
+        set(
             conn.execute(
-                select(m.c.group_id)
-                .where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
-                .order_by(m.c.group_id)
+                select(c.c.ancestor_id).where(c.c.tenant_id == tenant_id, c.c.descendant_id.in_(direct))
             ).scalars()
         )
-    c = group_closure
-    return list(
-        conn.execute(
-            select(c.c.ancestor_id)
-            .join(m, and_(m.c.tenant_id == c.c.tenant_id, m.c.group_id == c.c.descendant_id))
-            .where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
-            .distinct()
-            .order_by(c.c.ancestor_id)
-        ).scalars()
     )
