@@ -193,7 +193,8 @@ def create_user_in(
                 tenant_id=tenant_id,
                 id=user_id,
                 active=active,
-                activated_at=now,
+                # the floor of claims only moves on a reactivation (a new user has no older source anyway)
+                activated_at=repo.EPOCH,
                 created_at=now,
                 updated_at=now,
                 **values,

@@ -29,6 +29,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     tuple_,
     union_all,
     update,
@@ -537,8 +538,8 @@ def scope_users(conn: Connection, tenant_id: str, batch_id: str, user_ids: Itera
 
 
 def scope_from(conn: Connection, tenant_id: str, batch_id: str, user_ids: Any) -> None:
-    """Add the users of a SELECT of user ids to the scope."""
-    sub = user_ids.subquery()
+    """Add the users of a SELECT of user ids to the scope (each once, however often it names them)."""
+    sub = user_ids.distinct().subquery()
     rows = select(literal(tenant_id), literal(batch_id), sub.c.user_id).where(
         ~exists().where(
             work_scope.c.tenant_id == tenant_id,
@@ -1017,7 +1018,8 @@ def enqueue_job(
             .values(**values)
             .on_conflict_do_nothing(
                 index_elements=["tenant_id", "kind", "target_id", "plan_id"],
-                index_where=and_(jobs.c.state == "queued", jobs.c.kind != "users"),
+                # literal SQL: as bound parameters, a prepared statement no longer matches the partial index
+                index_where=text("state = 'queued' AND kind != 'users'"),
             )
             .returning(jobs.c.id)
         )

@@ -147,6 +147,8 @@ class AssignResult:
 
 def _pool_available(conn: Connection, tenant_id: str, plan_id: str) -> int:
     pool = repo.pool(conn, tenant_id, plan_id)
+    if pool is None:
+        return 0
     assigned = pool.seated_active + pool.seated_warning + pool.seated_suspended
     return seating.available(repo.units_of(pool), assigned, pool.reserved)
 
@@ -198,7 +200,8 @@ def assign_in(
     """`assign` inside the caller's transaction (the marketplace licenses the buyer with its purchase)."""
     plan = catalog.plan_in(conn, plan_id)
     now = ctx.clock.now()
-    repo.lock_pool(conn, t, plan.id, now)
+    if not dry_run:  # a dry run changes nothing, not even the (possibly new) pool row
+        repo.lock_pool(conn, t, plan.id, now)
     user_rows = directory.resolve_users(conn, t, users)
     group_rows = directory.resolve_groups(conn, t, groups)
     user_ids = list(dict.fromkeys(u.id for u in user_rows))
@@ -234,6 +237,20 @@ def assign_in(
             plan_id=plan.id,
             at=now,
         )
+    # the groups' seats are reserved first: their members' claims (at `now`) come before the named users'
+    queued_ids = {g.id for g in new_groups}
+    for gid in group_ids:
+        if gid not in queued_ids:
+            continue
+        batch = repo.new_batch()
+        repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
+        group_needed = repo.count_needing_seat(conn, t, plan.id, batch)
+        repo.clear_batch(conn, t, batch)
+        job_id = repo.enqueue_job(conn, t, "group_plan", gid, now, plan_id=plan.id)
+        repo.reserve(conn, t, plan.id, job_id, now, min(group_needed, _pool_available(conn, t, plan.id)))
+    if queued_ids:
+        _jobs_queued(conn)
+
     already = repo.direct_user_ids(conn, t, plan.id, user_ids)
     new_users = [u for u in dict((u.id, u) for u in user_rows).values() if u.id not in already]
     direct_at = now + timedelta(microseconds=1)
@@ -250,19 +267,6 @@ def assign_in(
         )
     if new_users:
         apply_to_users(conn, ctx, t, plan.id, [u.id for u in new_users], now)
-
-    queued_ids = {g.id for g in new_groups}
-    for gid in group_ids:
-        if gid not in queued_ids:
-            continue
-        batch = repo.new_batch()
-        repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
-        group_needed = repo.count_needing_seat(conn, t, plan.id, batch)
-        repo.clear_batch(conn, t, batch)
-        job_id = repo.enqueue_job(conn, t, "group_plan", gid, now, plan_id=plan.id)
-        repo.reserve(conn, t, plan.id, job_id, now, min(group_needed, _pool_available(conn, t, plan.id)))
-    if queued_ids:
-        _jobs_queued(conn)
 
     states = repo.states_of(conn, t, plan.id, user_ids)
     result.users = [
