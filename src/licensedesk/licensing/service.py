@@ -67,7 +67,12 @@ def apply_scope(
 ) -> None:
     """Recompute the licenses of the scope's users for one plan, reseat the pool from the first claim
     whose order changed, and write counters, group status and audit events. The pool must be locked."""
-    since = repo.recompute_scope(conn, tenant_id, plan_id, batch, now)
+    # a reseat of the whole pool (seats changed) has no scope: nothing to recompute, only to reseat
+    since = (
+        None
+        if repo.scope_is_empty(conn, tenant_id, batch)
+        else repo.recompute_scope(conn, tenant_id, plan_id, batch, now)
+    )
     released = repo.release(conn, tenant_id, plan_id, release_jobs) if release_jobs else None
     if released is not None:
         since = min(since, (released, "")) if since else (released, "")
