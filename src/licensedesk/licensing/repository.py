@@ -891,18 +891,38 @@ def reseat(
     conn.execute(insert(wsc).from_select(cols, disabled))
 
     in_batch = and_(wsc.c.tenant_id == tenant_id, wsc.c.batch_id == batch_id)
-    conn.execute(
-        update(lic)
-        .where(
-            lic.c.tenant_id == tenant_id,
-            lic.c.plan_id == plan_id,
-            lic.c.user_id.in_(select(wsc.c.user_id).where(in_batch, wsc.c.new_state.is_not(None))),
+    if conn.dialect.name == "postgresql":
+        # a join: PostgreSQL runs the correlated form below as a loop over the batch per license; and a
+        # hash join even when its estimates (rows written by this very transaction) say a loop is cheaper
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        conn.execute(
+            update(lic)
+            .where(
+                lic.c.tenant_id == tenant_id,
+                lic.c.plan_id == plan_id,
+                wsc.c.tenant_id == tenant_id,
+                wsc.c.batch_id == batch_id,
+                wsc.c.user_id == lic.c.user_id,
+                wsc.c.new_state.is_not(None),
+            )
+            .values(state=wsc.c.new_state, updated_at=now)
         )
-        .values(
-            state=select(wsc.c.new_state).where(in_batch, wsc.c.user_id == lic.c.user_id).scalar_subquery(),
-            updated_at=now,
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
+    else:
+        conn.execute(
+            update(lic)
+            .where(
+                lic.c.tenant_id == tenant_id,
+                lic.c.plan_id == plan_id,
+                lic.c.user_id.in_(select(wsc.c.user_id).where(in_batch, wsc.c.new_state.is_not(None))),
+            )
+            .values(
+                state=select(wsc.c.new_state)
+                .where(in_batch, wsc.c.user_id == lic.c.user_id)
+                .scalar_subquery(),
+                updated_at=now,
+            )
         )
-    )
     return [
         (old, new, int(n))
         for old, new, n in conn.execute(

@@ -247,10 +247,13 @@ def assign_in(
     for gid in group_ids:
         if gid not in queued_ids:
             continue
-        batch = repo.new_batch()
-        repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
-        group_needed = repo.count_needing_seat(conn, t, plan.id, batch)
-        repo.clear_batch(conn, t, batch)
+        if len(group_ids) == 1 and not user_ids:
+            group_needed = needed  # the one group is the whole scope counted above
+        else:
+            batch = repo.new_batch()
+            repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
+            group_needed = repo.count_needing_seat(conn, t, plan.id, batch)
+            repo.clear_batch(conn, t, batch)
         job_id = repo.enqueue_job(conn, t, "group_plan", gid, now, plan_id=plan.id)
         repo.reserve(conn, t, plan.id, job_id, now, min(group_needed, _pool_available(conn, t, plan.id)))
     if queued_ids:
