@@ -443,6 +443,21 @@ def user_group_sources(
     users is thousands of times the work."""
     c = group_closure
     m = group_user_members
+    g = group_assignments
+    if conn.dialect.name == "postgresql":  # PostgreSQL plans the one join well (its statistics are kept)
+        stmt = (
+            select(g.c.plan_id, g.c.group_id, groups.c.display_name)
+            .select_from(m)
+            .join(c, and_(c.c.tenant_id == m.c.tenant_id, c.c.descendant_id == m.c.group_id))
+            .join(g, and_(g.c.tenant_id == c.c.tenant_id, g.c.group_id == c.c.ancestor_id))
+            .join(groups, and_(groups.c.tenant_id == g.c.tenant_id, groups.c.id == g.c.group_id))
+            .where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)
+            .distinct()
+            .order_by(g.c.plan_id, groups.c.display_name, g.c.group_id)
+        )
+        if plan_id is not None:
+            stmt = stmt.where(g.c.plan_id == plan_id)
+        return list(conn.execute(stmt))
     direct = list(
         conn.execute(select(m.c.group_id).where(m.c.tenant_id == tenant_id, m.c.user_id == user_id)).scalars()
     )
@@ -457,7 +472,6 @@ def user_group_sources(
     )
     if not ancestors:
         return []
-    g = group_assignments
     out: list[Any] = []
     for i in range(0, len(ancestors), 500):
         stmt = (
