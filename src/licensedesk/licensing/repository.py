@@ -62,7 +62,7 @@ from licensedesk.licensing.seating import (
     band_limits,
 )
 
-NEW = "New"  # transient state of a license row inserted by this batch, before seating
+NEW = "New"  # the state of a license the batch creates, while it is ranked (never written to a row)
 EPOCH = datetime(1970, 1, 1)
 FIRST_KEY = (EPOCH, "")
 
@@ -652,9 +652,10 @@ def recompute_scope(
 ) -> tuple[datetime, str] | None:
     """Bring the license rows of the scope's users for one plan in line with their sources.
 
-    Removed licenses are recorded in work_seat_changes (new_state NULL) and deleted; new ones are inserted
-    in the transient state New. Answers the smallest claim key whose order may have changed (seating must
-    be recomputed from there), or None when nothing changed."""
+    Removed licenses are recorded in work_seat_changes (new_state NULL) and deleted; changed ones are
+    updated; new ones stay in work_desired until `reseat` inserts them with their seated state (written
+    once, never inserted and then updated). Answers the smallest claim key whose order may have changed
+    (seating must be recomputed from there), or None when nothing changed."""
     s = work_scope
     dsr = work_desired
     lic = licenses
@@ -775,7 +776,9 @@ def recompute_scope(
         )
     )
 
-    # new and changed licenses
+    # changed licenses (the new ones are inserted by reseat, with their state): an upsert that only ever
+    # takes its update branch, because it is the one multi-column UPDATE from a SELECT both databases share
+    held = licenses.alias("held")
     upsert_rows = select(
         literal(tenant_id),
         literal(plan_id),
@@ -787,7 +790,13 @@ def recompute_scope(
         literal(NEW),
         literal(now, lic.c.created_at.type),
         literal(now, lic.c.updated_at.type),
-    ).where(dsr.c.tenant_id == tenant_id, dsr.c.batch_id == batch_id)
+    ).where(
+        dsr.c.tenant_id == tenant_id,
+        dsr.c.batch_id == batch_id,
+        exists().where(
+            held.c.tenant_id == tenant_id, held.c.plan_id == plan_id, held.c.user_id == dsr.c.user_id
+        ),
+    )
     ins = insert_for(conn, lic).from_select(
         [
             "tenant_id",
@@ -820,8 +829,7 @@ def recompute_scope(
             lic.c.active != ex.active,
         ),
     )
-    upserted = conn.execute(ins).rowcount
-    refresh_statistics(conn, upserted or 0, lic)
+    conn.execute(ins)
     return (_as_datetime(first.claim_at), first.user_id)
 
 
@@ -839,32 +847,46 @@ def reseat(
     changes, including removals recorded by recompute_scope."""
     lic = licenses
     wsc = work_seat_changes
+    dsr = work_desired
     s = work_scope
     r = seat_reservations
-    key_from = tuple_(lic.c.claim_at, lic.c.user_id) >= tuple_(
-        literal(since[0], lic.c.claim_at.type), literal(since[1])
-    )
+    since_key = (literal(since[0], lic.c.claim_at.type), literal(since[1]))
+    key_from = tuple_(lic.c.claim_at, lic.c.user_id) >= tuple_(*since_key)
     base = conn.execute(
         select(func.count())
         .select_from(lic)
         .where(lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.active.is_(True), ~key_from)
     ).scalar_one()
-    rank = func.row_number().over(order_by=(lic.c.claim_at, lic.c.user_id)) + base
+    # the holders to rank: the license rows from `since` on, and the batch's new licenses, which are not
+    # rows yet (recompute_scope left them in work_desired; every one of them has a key >= since)
+    held = licenses.alias("held")
+    is_new = and_(
+        dsr.c.tenant_id == tenant_id,
+        dsr.c.batch_id == batch_id,
+        ~exists().where(
+            held.c.tenant_id == tenant_id, held.c.plan_id == plan_id, held.c.user_id == dsr.c.user_id
+        ),
+    )
+    holders = union_all(
+        select(lic.c.user_id, lic.c.claim_at, lic.c.state).where(
+            lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.active.is_(True), key_from
+        ),
+        select(dsr.c.user_id, dsr.c.claim_at, literal(NEW).label("state")).where(
+            is_new, dsr.c.active.is_(True)
+        ),
+    ).subquery()
+    rank = func.row_number().over(order_by=(holders.c.claim_at, holders.c.user_id)) + base
     has_reservations = conn.execute(
         select(literal(1)).where(r.c.tenant_id == tenant_id, r.c.plan_id == plan_id).limit(1)
     ).first()
     if has_reservations:
         reserved_before = (
             select(func.coalesce(func.sum(r.c.seats), 0))
-            .where(r.c.tenant_id == tenant_id, r.c.plan_id == plan_id, r.c.accepted_at < lic.c.claim_at)
+            .where(r.c.tenant_id == tenant_id, r.c.plan_id == plan_id, r.c.accepted_at < holders.c.claim_at)
             .scalar_subquery()
         )
         rank = rank + reserved_before
-    ranked = (
-        select(lic.c.user_id, lic.c.state, rank.label("rank"))
-        .where(lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.active.is_(True), key_from)
-        .subquery()
-    )
+    ranked = select(holders.c.user_id, holders.c.state, rank.label("rank")).subquery()
     active_end, warning_end, suspended_end = band_limits(units)
     new_state = case(
         (ranked.c.rank <= active_end, literal(ACTIVE)),
@@ -882,16 +904,9 @@ def reseat(
     ).where(decided.c.state != decided.c.new_state)
     cols = ["tenant_id", "batch_id", "user_id", "old_state", "new_state"]
     changed = conn.execute(insert(wsc).from_select(cols, changes)).rowcount
-    refresh_statistics(conn, changed or 0, wsc)
-    # inactive users of the scope hold no seat
+    # inactive users of the scope hold no seat: their rows, and their new licenses, are Disabled
     disabled = (
-        select(
-            literal(tenant_id),
-            literal(batch_id),
-            lic.c.user_id,
-            case((lic.c.state == NEW, null()), else_=lic.c.state),
-            literal(DISABLED),
-        )
+        select(literal(tenant_id), literal(batch_id), lic.c.user_id, lic.c.state, literal(DISABLED))
         .join(s, and_(s.c.tenant_id == lic.c.tenant_id, s.c.user_id == lic.c.user_id))
         .where(
             s.c.tenant_id == tenant_id,
@@ -902,10 +917,73 @@ def reseat(
             lic.c.state != DISABLED,
         )
     )
-    conn.execute(insert(wsc).from_select(cols, disabled))
+    new_disabled = select(
+        literal(tenant_id), literal(batch_id), dsr.c.user_id, null(), literal(DISABLED)
+    ).where(is_new, dsr.c.active.is_(False))
+    changed = (changed or 0) + (
+        conn.execute(insert(wsc).from_select(cols, union_all(disabled, new_disabled))).rowcount or 0
+    )
+    refresh_statistics(conn, changed, wsc)
 
+    # the new licenses, written once with their state (old_state NULL and a new state: a new license)
+    new_rows = (
+        select(
+            literal(tenant_id),
+            literal(plan_id),
+            dsr.c.user_id,
+            dsr.c.claim_at,
+            dsr.c.direct,
+            dsr.c.via_group,
+            dsr.c.active,
+            wsc.c.new_state,
+            literal(now, lic.c.created_at.type),
+            literal(now, lic.c.updated_at.type),
+        )
+        .select_from(dsr)
+        .join(
+            wsc,
+            and_(
+                wsc.c.tenant_id == dsr.c.tenant_id,
+                wsc.c.batch_id == dsr.c.batch_id,
+                wsc.c.user_id == dsr.c.user_id,
+            ),
+        )
+        .where(
+            dsr.c.tenant_id == tenant_id,
+            dsr.c.batch_id == batch_id,
+            wsc.c.old_state.is_(None),
+            wsc.c.new_state.is_not(None),
+        )
+    )
+    pg = conn.dialect.name == "postgresql"
+    if pg:
+        # a hash join: the estimates of rows this very transaction wrote make a loop look cheap (n x n)
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+    inserted = conn.execute(
+        insert(lic).from_select(
+            [
+                "tenant_id",
+                "plan_id",
+                "user_id",
+                "claim_at",
+                "direct",
+                "via_group",
+                "active",
+                "state",
+                "created_at",
+                "updated_at",
+            ],
+            new_rows,
+        )
+    ).rowcount
+    if pg:
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
+    refresh_statistics(conn, inserted or 0, lic)
+
+    # the existing licenses whose state changed
     in_batch = and_(wsc.c.tenant_id == tenant_id, wsc.c.batch_id == batch_id)
-    if conn.dialect.name == "postgresql":
+    existing_changed = and_(wsc.c.old_state.is_not(None), wsc.c.new_state.is_not(None))
+    if pg:
         # a join: PostgreSQL runs the correlated form below as a loop over the batch per license; and a
         # hash join even when its estimates (rows written by this very transaction) say a loop is cheaper
         conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
@@ -917,7 +995,7 @@ def reseat(
                 wsc.c.tenant_id == tenant_id,
                 wsc.c.batch_id == batch_id,
                 wsc.c.user_id == lic.c.user_id,
-                wsc.c.new_state.is_not(None),
+                existing_changed,
             )
             .values(state=wsc.c.new_state, updated_at=now)
         )
@@ -928,7 +1006,7 @@ def reseat(
             .where(
                 lic.c.tenant_id == tenant_id,
                 lic.c.plan_id == plan_id,
-                lic.c.user_id.in_(select(wsc.c.user_id).where(in_batch, wsc.c.new_state.is_not(None))),
+                lic.c.user_id.in_(select(wsc.c.user_id).where(in_batch, existing_changed)),
             )
             .values(
                 state=select(wsc.c.new_state)
