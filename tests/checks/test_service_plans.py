@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 from datetime import timedelta
 
@@ -125,7 +126,10 @@ def test_repeated_checks_touch_no_database(env, monkeypatch):
     real_read = type(w.ctx.db).read
 
     def counting_read(self):  # type: ignore[no-untyped-def]
-        opened.append(1)
+        # the change feed's poller (a background thread, every 0.25 s) reads the counters table while the
+        # checks run on a slow machine: only reads made while serving a request count
+        if not threading.current_thread().name.startswith("licensedesk-"):
+            opened.append(threading.current_thread().name)
         return real_read(self)
 
     monkeypatch.setattr(type(w.ctx.db), "read", counting_read)

@@ -98,6 +98,7 @@ class Facts:
     user_members: dict[tuple[str, str], datetime]  # (group, user) -> added_at
     group_edges: dict[tuple[str, str], datetime]  # (parent, member group) -> added_at
     direct: dict[tuple[str, str], datetime]  # (plan, user) -> assigned_at
+    direct_keys: dict[tuple[str, str], str]  # (plan, user) -> claim key carried by a reassignment
     group_assignments: dict[tuple[str, str], datetime]  # (plan, group) -> assigned_at
     subscriptions: dict[str, tuple[str, str, int]]  # id -> (plan, status, quantity)
     reservations: list[tuple[str, datetime, int]]  # (plan, accepted_at, seats)
@@ -127,6 +128,11 @@ def read_facts(ctx: Context, tenant: str) -> Facts:
             },
             group_edges={(p, c): at for p, c, at in rows(e, e.c.group_id, e.c.member_group_id, e.c.added_at)},
             direct={(p, uid): at for p, uid, at in rows(d, d.c.plan_id, d.c.user_id, d.c.assigned_at)},
+            direct_keys={
+                (p, uid): key
+                for p, uid, key in rows(d, d.c.plan_id, d.c.user_id, d.c.claim_key)
+                if key is not None
+            },
             group_assignments={
                 (p, gid): at for p, gid, at in rows(g, g.c.plan_id, g.c.group_id, g.c.assigned_at)
             },
@@ -237,7 +243,10 @@ def recompute(facts: Facts) -> Model:
         holders = []
         for user, times in grants.items():
             active, activated_at = facts.users[user]
-            holders.append(Holder(user, max(min(times), activated_at), active))
+            # equal claim times are ordered by the key a reassignment carried (`to` takes `from`'s place),
+            # else by user id
+            key = facts.direct_keys.get((plan, user))
+            holders.append(Holder(user, max(min(times), activated_at), active, key))
         units[plan] = seating.pool_units((st_, q) for p, st_, q in facts.subscriptions.values() if p == plan)
         reservations = [(at, n) for p, at, n in facts.reservations if p == plan]
         states = seating.seat(holders, units[plan], reservations)
@@ -979,11 +988,6 @@ def test_reassign_gives_to_the_seat_even_when_to_joined_after_the_assignment(w, 
     assert w.states([newcomer, waiting]) == ["Active", "Error"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: equal claim times are ordered by user id, and `to` keeps its own id; taking `from`'s "
-    "place in a tie needs a tie-break key carried by the assignment (open, see the issue note)",
-)
 def test_reassign_gives_to_the_place_of_from_even_against_a_waiting_user_assigned_with_from(w, ctx):
     """SPEC: `to` takes over the seat (and `from`'s place in claim order) — also when a user assigned in the
     same request as `from` (same claim time, order by user id) is waiting."""
@@ -993,6 +997,21 @@ def test_reassign_gives_to_the_place_of_from_even_against_a_waiting_user_assigne
     assert w.states([first, second]) == ["Active", "Error"]
     licensing.reassign(ctx, w.tenant, PLAN, first, third)
     assert w.states([third, second]) == ["Active", "Error"]
+
+
+def test_a_chain_of_reassignments_keeps_the_first_holders_place_in_a_tie(w, ctx):
+    """`from`'s place passes on with each reassignment, and a quantity change (a reseat of the whole pool)
+    keeps it: the waiting user assigned in the same request as the first holder still waits."""
+    w.buy(1)
+    first, second, third, fourth = sorted(w.users("u", 4))
+    licensing.assign(ctx, w.tenant, PLAN, users=[first, second], allow_partial=True)
+    licensing.reassign(ctx, w.tenant, PLAN, first, fourth)
+    licensing.reassign(ctx, w.tenant, PLAN, fourth, third)
+    extra = w.buy(1)  # a second subscription of one seat: both seated; suspending it reseats the pool
+    assert w.states([third, second]) == ["Active", "Active"]
+    billing.update_subscription(ctx, w.tenant, extra, status="Suspended")
+    # the Active seat stays with the first holder's place; the later place gets the suspended seat
+    assert w.states([third, second]) == ["Active", "Suspended"]
 
 
 def test_no_answer_of_assign_is_contradicted_by_processing(w, ctx):

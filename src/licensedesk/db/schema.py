@@ -38,6 +38,9 @@ ID = String(36)
 SearchTerm = String(400).with_variant(String(400, collation="C"), "postgresql")
 
 
+CLAIM_KEY_LENGTH = 36  # a user id: the one whose place in claim order the holder has
+
+
 def _id(name: str, **kw: object) -> Column:
     return Column(name, ID, nullable=False, **kw)  # type: ignore[arg-type]
 
@@ -237,6 +240,9 @@ direct_assignments = Table(
     Column("plan_id", String(63), primary_key=True),
     _id("user_id", primary_key=True),
     _at("assigned_at"),
+    # the tie-break among equal claim times: NULL is the user's own id; a reassigned assignment carries the
+    # key of the user it came from, so `to` takes `from`'s place in claim order (SPEC section 1)
+    Column("claim_key", String(CLAIM_KEY_LENGTH), nullable=True),
     ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
     ForeignKeyConstraint(["plan_id"], ["plans.id"]),
     Index("ix_direct_assignments_user", "tenant_id", "user_id", "plan_id"),
@@ -269,6 +275,9 @@ licenses = Table(
     Column("plan_id", String(63), primary_key=True),
     _id("user_id", primary_key=True),
     _at("claim_at"),
+    # claim order is (claim_at, claim_key, user_id); claim_key is the user's id unless a reassignment
+    # carried another user's (see direct_assignments)
+    Column("claim_key", String(CLAIM_KEY_LENGTH), nullable=False),
     Column("direct", Boolean, nullable=False),
     Column("via_group", Boolean, nullable=False),
     Column("active", Boolean, nullable=False),
@@ -277,7 +286,7 @@ licenses = Table(
     _at("updated_at"),
     _at("last_used_at", nullable=True),
     ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
-    Index("ix_licenses_order", "tenant_id", "plan_id", "active", "claim_at", "user_id"),
+    Index("ix_licenses_order", "tenant_id", "plan_id", "active", "claim_at", "claim_key", "user_id"),
     Index("ix_licenses_state", "tenant_id", "plan_id", "state", "claim_at", "user_id"),
     Index("ix_licenses_user", "tenant_id", "user_id", "plan_id"),
 )
@@ -333,6 +342,7 @@ work_desired = Table(
     _id("batch_id", primary_key=True),
     _id("user_id", primary_key=True),
     _at("claim_at"),
+    Column("claim_key", String(CLAIM_KEY_LENGTH), nullable=False),
     Column("direct", Boolean, nullable=False),
     Column("via_group", Boolean, nullable=False),
     Column("active", Boolean, nullable=False),

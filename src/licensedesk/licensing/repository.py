@@ -257,12 +257,29 @@ def direct_assignment(conn: Connection, tenant_id: str, plan_id: str, user_id: s
 
 
 def insert_direct(
-    conn: Connection, tenant_id: str, plan_id: str, user_ids: Sequence[str], at: datetime
+    conn: Connection,
+    tenant_id: str,
+    plan_id: str,
+    user_ids: Sequence[str],
+    at: datetime,
+    *,
+    claim_key: str | None = None,
 ) -> None:
+    """Direct assignments granted at `at`; `claim_key` (a reassignment's) is the place in claim order among
+    equal claim times that they take over (None: each user's own id)."""
     if user_ids:
         conn.execute(
             insert(direct_assignments),
-            [{"tenant_id": tenant_id, "plan_id": plan_id, "user_id": u, "assigned_at": at} for u in user_ids],
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "plan_id": plan_id,
+                    "user_id": u,
+                    "assigned_at": at,
+                    "claim_key": claim_key,
+                }
+                for u in user_ids
+            ],
         )
 
 
@@ -672,6 +689,7 @@ def recompute_scope(
             d.c.assigned_at.label("granted"),
             literal(1).label("is_direct"),
             literal(0).label("is_group"),
+            d.c.claim_key.label("claim_key"),
         )
         .join(s, and_(s.c.tenant_id == d.c.tenant_id, s.c.user_id == d.c.user_id))
         .where(in_scope, d.c.tenant_id == tenant_id, d.c.plan_id == plan_id)
@@ -682,6 +700,7 @@ def recompute_scope(
             greatest(g.c.assigned_at, m.c.added_at, c.c.joined_at).label("granted"),
             literal(0).label("is_direct"),
             literal(1).label("is_group"),
+            null().label("claim_key"),
         )
         .select_from(s)
         .join(m, and_(m.c.tenant_id == s.c.tenant_id, m.c.user_id == s.c.user_id))
@@ -699,6 +718,8 @@ def recompute_scope(
             src.c.user_id,
             # claim time: the oldest source's grant, but never before the user was last (re)activated
             greatest(func.min(src.c.granted), u.c.activated_at),
+            # the tie-break among equal claim times: the direct assignment's carried key, else the user's id
+            func.coalesce(func.max(src.c.claim_key), src.c.user_id),
             func.max(src.c.is_direct) == 1,
             func.max(src.c.is_group) == 1,
             u.c.active,
@@ -709,7 +730,8 @@ def recompute_scope(
     )
     desired_count = conn.execute(
         insert(dsr).from_select(
-            ["tenant_id", "batch_id", "user_id", "claim_at", "direct", "via_group", "active"], desired_rows
+            ["tenant_id", "batch_id", "user_id", "claim_at", "claim_key", "direct", "via_group", "active"],
+            desired_rows,
         )
     ).rowcount
     refresh_statistics(conn, desired_count or 0, dsr)
@@ -719,17 +741,18 @@ def recompute_scope(
         dsr.c.batch_id == batch_id,
         dsr.c.user_id == lic.c.user_id,
         dsr.c.claim_at == lic.c.claim_at,
+        dsr.c.claim_key == lic.c.claim_key,
         dsr.c.direct == lic.c.direct,
         dsr.c.via_group == lic.c.via_group,
         dsr.c.active == lic.c.active,
     )
     old_keys = (
-        select(lic.c.claim_at, lic.c.user_id)
+        select(lic.c.claim_at, lic.c.claim_key)
         .join(s, and_(s.c.tenant_id == lic.c.tenant_id, s.c.user_id == lic.c.user_id))
         .where(in_scope, lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, ~exists().where(same))
     )
     lic2 = licenses.alias("l2")
-    new_keys = select(dsr.c.claim_at, dsr.c.user_id).where(
+    new_keys = select(dsr.c.claim_at, dsr.c.claim_key).where(
         dsr.c.tenant_id == tenant_id,
         dsr.c.batch_id == batch_id,
         ~exists().where(
@@ -737,6 +760,7 @@ def recompute_scope(
             lic2.c.plan_id == plan_id,
             lic2.c.user_id == dsr.c.user_id,
             lic2.c.claim_at == dsr.c.claim_at,
+            lic2.c.claim_key == dsr.c.claim_key,
             lic2.c.direct == dsr.c.direct,
             lic2.c.via_group == dsr.c.via_group,
             lic2.c.active == dsr.c.active,
@@ -744,7 +768,7 @@ def recompute_scope(
     )
     keys = union_all(old_keys, new_keys).subquery()
     first = conn.execute(
-        select(keys.c.claim_at, keys.c.user_id).order_by(keys.c.claim_at, keys.c.user_id).limit(1)
+        select(keys.c.claim_at, keys.c.claim_key).order_by(keys.c.claim_at, keys.c.claim_key).limit(1)
     ).first()
     if first is None:
         return None
@@ -784,6 +808,7 @@ def recompute_scope(
         literal(plan_id),
         dsr.c.user_id,
         dsr.c.claim_at,
+        dsr.c.claim_key,
         dsr.c.direct,
         dsr.c.via_group,
         dsr.c.active,
@@ -803,6 +828,7 @@ def recompute_scope(
             "plan_id",
             "user_id",
             "claim_at",
+            "claim_key",
             "direct",
             "via_group",
             "active",
@@ -817,6 +843,7 @@ def recompute_scope(
         index_elements=["tenant_id", "plan_id", "user_id"],
         set_={
             "claim_at": ex.claim_at,
+            "claim_key": ex.claim_key,
             "direct": ex.direct,
             "via_group": ex.via_group,
             "active": ex.active,
@@ -824,13 +851,14 @@ def recompute_scope(
         },
         where=or_(
             lic.c.claim_at != ex.claim_at,
+            lic.c.claim_key != ex.claim_key,
             lic.c.direct != ex.direct,
             lic.c.via_group != ex.via_group,
             lic.c.active != ex.active,
         ),
     )
     conn.execute(ins)
-    return (_as_datetime(first.claim_at), first.user_id)
+    return (_as_datetime(first.claim_at), first.claim_key)
 
 
 def reseat(
@@ -851,7 +879,7 @@ def reseat(
     s = work_scope
     r = seat_reservations
     since_key = (literal(since[0], lic.c.claim_at.type), literal(since[1]))
-    key_from = tuple_(lic.c.claim_at, lic.c.user_id) >= tuple_(*since_key)
+    key_from = tuple_(lic.c.claim_at, lic.c.claim_key) >= tuple_(*since_key)
     base = conn.execute(
         select(func.count())
         .select_from(lic)
@@ -868,14 +896,16 @@ def reseat(
         ),
     )
     holders = union_all(
-        select(lic.c.user_id, lic.c.claim_at, lic.c.state).where(
+        select(lic.c.user_id, lic.c.claim_at, lic.c.claim_key, lic.c.state).where(
             lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.active.is_(True), key_from
         ),
-        select(dsr.c.user_id, dsr.c.claim_at, literal(NEW).label("state")).where(
+        select(dsr.c.user_id, dsr.c.claim_at, dsr.c.claim_key, literal(NEW).label("state")).where(
             is_new, dsr.c.active.is_(True)
         ),
     ).subquery()
-    rank = func.row_number().over(order_by=(holders.c.claim_at, holders.c.user_id)) + base
+    rank = (
+        func.row_number().over(order_by=(holders.c.claim_at, holders.c.claim_key, holders.c.user_id)) + base
+    )
     has_reservations = conn.execute(
         select(literal(1)).where(r.c.tenant_id == tenant_id, r.c.plan_id == plan_id).limit(1)
     ).first()
@@ -932,6 +962,7 @@ def reseat(
             literal(plan_id),
             dsr.c.user_id,
             dsr.c.claim_at,
+            dsr.c.claim_key,
             dsr.c.direct,
             dsr.c.via_group,
             dsr.c.active,
@@ -966,6 +997,7 @@ def reseat(
                 "plan_id",
                 "user_id",
                 "claim_at",
+                "claim_key",
                 "direct",
                 "via_group",
                 "active",
@@ -1312,7 +1344,9 @@ def move_direct_assignments(conn: Connection, tenant_id: str, old_plan: str, new
     """Move direct assignments to another plan (a user who has both keeps the older grant)."""
     d = direct_assignments
     rows = conn.execute(
-        select(d.c.user_id, d.c.assigned_at).where(d.c.tenant_id == tenant_id, d.c.plan_id == old_plan)
+        select(d.c.user_id, d.c.assigned_at, d.c.claim_key).where(
+            d.c.tenant_id == tenant_id, d.c.plan_id == old_plan
+        )
     ).all()
     if not rows:
         return []
@@ -1327,6 +1361,7 @@ def move_direct_assignments(conn: Connection, tenant_id: str, old_plan: str, new
                     "plan_id": new_plan,
                     "user_id": r.user_id,
                     "assigned_at": r.assigned_at,
+                    "claim_key": r.claim_key,
                 }
                 for r in insert_rows
             ],

@@ -74,6 +74,7 @@ class Holder:
     user_id: str
     claim_at: datetime
     active: bool
+    claim_key: str | None = None  # the tie-break among equal claim times; None: the user's own id
 
 
 def seat(
@@ -82,7 +83,9 @@ def seat(
     reservations: Sequence[tuple[datetime, int]] = (),
 ) -> dict[str, str]:
     """The state of every holder. `reservations` are (accepted_at, seats) of queued group work."""
-    ordered = sorted((h for h in holders if h.active), key=lambda h: (h.claim_at, h.user_id))
+    ordered = sorted(
+        (h for h in holders if h.active), key=lambda h: (h.claim_at, h.claim_key or h.user_id, h.user_id)
+    )
     states: dict[str, str] = {}
     for index, holder in enumerate(ordered, start=1):
         reserved_before = sum(seats for at, seats in reservations if at < holder.claim_at)

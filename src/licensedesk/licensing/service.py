@@ -385,7 +385,8 @@ def reassign(ctx: Context, tenant_ref: str, plan_id: str, from_ref: str, to_ref:
             raise AlreadyAssigned(f"{dst.user_principal_name} already has {plan.id} assigned", userId=dst.id)
         moved = repo.direct_assignment(conn, t, plan.id, src.id)
         repo.delete_direct(conn, t, plan.id, [src.id])
-        repo.insert_direct(conn, t, plan.id, [dst.id], moved.assigned_at)
+        # `to` takes `from`'s place in claim order: its grant time, and its tie-break among equal times
+        repo.insert_direct(conn, t, plan.id, [dst.id], moved.assigned_at, claim_key=moved.claim_key or src.id)
         audit.record(
             conn,
             ctx,
