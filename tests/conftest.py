@@ -22,6 +22,17 @@ from licensedesk.db.engine import Database, normalize_url
 from licensedesk.db.migrate import upgrade
 from licensedesk.db.schema import metadata
 
+# Rate limits are per process and count every request: the suite's own traffic (hundreds of requests a
+# second with one token, hundreds of refused tokens from one test client) would meet them. They are off
+# for the suite, here and in the server processes it starts; tests/api/test_rate_limits.py turns them on.
+for _limit in (
+    "CHECK_RATE_PER_TOKEN",
+    "CHECK_RATE_PER_ADDRESS",
+    "API_RATE_PER_CREDENTIAL",
+    "AUTH_FAILURES_PER_ADDRESS",
+):
+    os.environ.setdefault(f"LICENSEDESK_{_limit}", "0")
+
 PG_URL = os.environ.get("LICENSEDESK_TEST_POSTGRES_URL")
 REQUIRE_ALL = os.environ.get("LICENSEDESK_REQUIRE_ALL_BACKENDS") == "1"
 

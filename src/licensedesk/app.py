@@ -23,6 +23,7 @@ from licensedesk.db.changes import ChangeFeed
 from licensedesk.db.engine import Database
 from licensedesk.db.migrate import is_current, upgrade
 from licensedesk.licensing import service as licensing
+from licensedesk.ratelimit import RateLimiter
 from licensedesk.settings import Settings, get_settings
 from licensedesk.worker import Periodic, Worker
 
@@ -72,7 +73,14 @@ def create_app(
     ctx = Context(db=database, clock=clock or SystemClock())
     worker = Worker(ctx, poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.job_lease_seconds)
     feed = ChangeFeed(database, poll_seconds=settings.change_poll_seconds)
-    checker = Checker(ctx, feed, public_url=settings.public_url, dev_issuer=settings.dev_issuer)
+    checker = Checker(
+        ctx,
+        feed,
+        public_url=settings.public_url,
+        dev_issuer=settings.dev_issuer,
+        token_limiter=RateLimiter(settings.check_rate_per_token, settings.check_burst_per_token),
+        address_limiter=RateLimiter(settings.check_rate_per_address, settings.check_burst_per_address),
+    )
     usage_flusher = Periodic(checker.usage.flush, every_seconds=10.0, name="licensedesk-usage")
 
     @asynccontextmanager
@@ -106,6 +114,8 @@ def create_app(
     app.state.ctx = ctx
     app.state.settings = settings
     app.state.jwks = JwksCache()
+    app.state.api_limiter = RateLimiter(settings.api_rate_per_credential, settings.api_burst_per_credential)
+    app.state.auth_failures = RateLimiter(settings.auth_failures_per_address, settings.auth_failures_burst)
     app.state.worker = worker
     app.state.checker = checker
     app.state.feed = feed

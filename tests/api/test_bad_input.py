@@ -764,6 +764,8 @@ def test_other_query_values_out_of_range_are_4xx(api, fx):
         Row("users search 10 kB", "GET", _with(users, f"search={TEN_KB}")),
         Row("users search NUL", "GET", _with(users, "search=%00")),
         Row("audit since word", "GET", _with(audit, "since=yesterday")),
+        Row("audit since a number (Unix time)", "GET", _with(audit, "since=0.8160292250281812")),
+        Row("audit until an integer", "GET", _with(audit, "until=1700000000")),
         Row("audit since Feb 30", "GET", _with(audit, "since=2026-02-30T00:00:00Z")),
         Row("audit until NUL", "GET", _with(audit, "until=%00")),
         Row("audit action NUL", "GET", _with(audit, "action=%00"), page_ok=True),

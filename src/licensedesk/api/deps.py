@@ -19,6 +19,7 @@ from licensedesk.auth import service as auth
 from licensedesk.auth.roles import Principal
 from licensedesk.context import Actor, Context
 from licensedesk.errors import NotFound
+from licensedesk.ratelimit import RateLimited, RateLimiter
 from licensedesk.tenancy import service as tenancy
 
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="licensedesk"'}
@@ -52,13 +53,23 @@ def authenticate(request: Request) -> Principal:
     if token is None:
         raise _unauthenticated("this endpoint needs a bearer token")
     ctx = app_context(request)
+    # an address that keeps presenting bad tokens waits, before any more of them are looked at
+    failures: RateLimiter | None = getattr(request.app.state, "auth_failures", None)
+    address = request.client.host if request.client else ""
+    if failures is not None and (wait := failures.blocked(address)):
+        raise RateLimited(wait, "too many failed sign-ins from this address; try again later")
     principal: Principal | None
     if token.startswith(auth.PREFIX):
         principal = auth.authenticate(ctx, token)
     else:
         principal = _oidc_admin(request, ctx, token)
     if principal is None:
+        if failures is not None:
+            failures.hit(address)
         raise _unauthenticated("the token is not valid")
+    limiter: RateLimiter | None = getattr(request.app.state, "api_limiter", None)
+    if limiter is not None and (wait := limiter.hit((principal.kind, principal.id))):
+        raise RateLimited(wait, "too many requests with this credential; try again later")
     request.state.principal = principal
     return principal
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from licensedesk.errors import DomainError
+from licensedesk.ratelimit import RateLimited, retry_after
 
 log = logging.getLogger("licensedesk.api")
 
@@ -130,6 +131,10 @@ def install(app: FastAPI) -> None:
         # a value the database cannot store (e.g. NUL in text on PostgreSQL) that no check caught first
         log.warning("value refused by the database: %s", exc.orig)
         return problem(400, "invalid_value", "a value in the request cannot be stored (control characters?)")
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_request: Request, exc: RateLimited) -> JSONResponse:
+        return problem(429, "rate_limited", exc.detail, headers={"Retry-After": retry_after(exc.wait)})
 
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

@@ -27,6 +27,7 @@ from licensedesk.auth.oidc import InvalidToken
 from licensedesk.checks import keys as signing
 from licensedesk.checks.service import CORS_HEADERS, Answer, Checker, etag_matches
 from licensedesk.errors import NotFound
+from licensedesk.ratelimit import RateLimited, retry_after
 from licensedesk.tenancy import service as tenancy
 
 router = APIRouter(tags=["licensing"])
@@ -74,11 +75,14 @@ class CheckResults(Out):
 Result = tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]
 
 
+_TITLES = {401: "Unauthorized", 404: "Not found", 429: "Too many requests"}
+
+
 def _problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Result:
     body = json.dumps(
         {
             "type": f"urn:licensedesk:problem:{code}",
-            "title": "Unauthorized" if status == 401 else "Not found",
+            "title": _TITLES.get(status, "Error"),
             "status": status,
             "detail": detail,
             "code": code,
@@ -101,7 +105,13 @@ def respond(
         return _problem(401, "invalid_token", f"the token is not valid: {exc}", INVALID_TOKEN)
     except NotFound as exc:
         return _problem(404, exc.code, exc.detail)
+    except RateLimited as exc:
+        return _rate_limited(exc)
     return _render(answer, if_none_match)
+
+
+def _rate_limited(exc: RateLimited) -> Result:
+    return _problem(429, "rate_limited", exc.detail, {"Retry-After": retry_after(exc.wait)})
 
 
 def _render(answer: Answer, if_none_match: str | None) -> Result:
@@ -172,6 +182,8 @@ def signed_license(product_id: ProductId, request: Request) -> Response:
         jws = checker.signed_license(token.strip(), product_id)
     except InvalidToken as exc:
         return _raw_response(*_problem(401, "invalid_token", f"the token is not valid: {exc}", INVALID_TOKEN))
+    except RateLimited as exc:
+        return _raw_response(*_rate_limited(exc))
     return Response(
         jws,
         media_type="application/jwt",
@@ -256,7 +268,18 @@ class CheckFastPath:
         if request_id is None or not SANE_REQUEST_ID.match(request_id):
             request_id = new_request_id()
         product_id = match.group(1)
-        result = _from_cache(checker, authorization, product_id, if_none_match)
+        try:
+            result = _from_cache(checker, authorization, product_id, if_none_match)
+        except RateLimited as exc:
+            result = _rate_limited(exc)
+        if result is None:
+            # a token to validate costs far more than a cached answer: limited per client address
+            client = scope.get("client")
+            wait = checker.address_limiter.hit(client[0] if client else "")
+            if wait:
+                result = _rate_limited(
+                    RateLimited(wait, "too many checks from this address; try again later")
+                )
         if result is None:
             token = request_id_var.set(request_id)
             try:

@@ -27,6 +27,7 @@ from licensedesk.checks import repository as repo
 from licensedesk.context import Context
 from licensedesk.db.changes import ChangeFeed
 from licensedesk.errors import NotFound, ValidationFailed
+from licensedesk.ratelimit import RateLimited, RateLimiter
 
 log = logging.getLogger("licensedesk.checks")
 
@@ -142,8 +143,13 @@ class Checker:
         jwks: JwksCache | None = None,
         keys: signing.KeyStore | None = None,
         license_ttl: timedelta = timedelta(hours=1),
+        token_limiter: RateLimiter | None = None,
+        address_limiter: RateLimiter | None = None,
     ) -> None:
         self.ctx = ctx
+        # per user token (every check), and per client address (checks that must validate a token)
+        self.token_limiter = token_limiter if token_limiter is not None else RateLimiter(0, 1)
+        self.address_limiter = address_limiter if address_limiter is not None else RateLimiter(0, 1)
         self.feed = feed
         self.public_url = public_url.rstrip("/")
         self.dev_issuer = dev_issuer
@@ -206,6 +212,14 @@ class Checker:
             return cached
         identity = self._validate(token, audience)
         self.tokens.put(token_key(token, audience), identity)
+        return identity
+
+    def identify_limited(self, token: str, audience: str) -> Identity:
+        """`identify`, then one request from the token's rate limit (raises RateLimited when over)."""
+        identity = self.identify(token, audience)
+        wait = self.token_limiter.hit(token_key(token, audience))
+        if wait:
+            raise RateLimited(wait, "too many checks with this token; try again later")
         return identity
 
     def _validate(self, token: str, audience: str) -> Identity:
@@ -285,9 +299,9 @@ class Checker:
         return make_answer(tuple(held), user.id if user is not None else None)
 
     def service_plans(self, token: str, product_id: str) -> Answer:
-        """The LicenseInfoResult for the token's user (raises InvalidToken, NotFound)."""
+        """The LicenseInfoResult for the token's user (raises InvalidToken, NotFound, RateLimited)."""
         product, _plans = self.product(product_id)
-        identity = self.identify(token, product.audience)
+        identity = self.identify_limited(token, product.audience)
         answer = self.answer(identity, product_id)
         self._served(identity, product_id, answer)
         return answer
@@ -297,12 +311,16 @@ class Checker:
         cached_product = self._products.get(product_id)
         if cached_product is None:
             return None
-        identity: Identity | None = self.tokens.get(token_key(token, cached_product[1].audience))
+        key = token_key(token, cached_product[1].audience)
+        identity: Identity | None = self.tokens.get(key)
         if identity is None or identity.exp + LEEWAY_SECONDS <= time.time():
             return None
         cached = self.answers.get((identity.tenant_id, product_id, identity.oid, identity.names))
         if cached is None or cached[0] != self.feed.version(identity.tenant_id):
-            return None
+            return None  # the slow path answers it, and counts it against the token's limit
+        wait = self.token_limiter.hit(key)
+        if wait:
+            raise RateLimited(wait, "too many checks with this token; try again later")
         answer: Answer = cached[1]
         self._served(identity, product_id, answer)
         return answer
@@ -338,7 +356,7 @@ class Checker:
     def signed_license(self, token: str, product_id: str) -> str:
         """The same answer as a compact JWS signed with the service's Ed25519 key (for offline use)."""
         product, _plans = self.product(product_id)
-        identity = self.identify(token, product.audience)
+        identity = self.identify_limited(token, product.audience)
         answer = self.answer(identity, product_id)
         key = self.keys.current(signing.LICENSE)
         iat = int(time.time())  # token times are wall-clock times, whatever clock the rules run on
