@@ -54,7 +54,7 @@ def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-un
     assert counts(page) == {"assigned": 16, "available": 9, "waiting": 0}
     # a license held only through a group cannot be selected on the user, and says why
     emea_row = page.get_by_role("row", name=re.compile("Adele"))
-    expect(emea_row).to_contain_text("it is removed on the group")
+    expect(emea_row).to_contain_text("remove it on the group")
     expect(emea_row.get_by_role("checkbox")).to_have_count(0)
     screenshot(page, "02-plan-users")
 

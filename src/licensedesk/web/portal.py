@@ -463,7 +463,8 @@ async def group_state(request: Request, plan: str, group_id: str) -> Response:
     rows = [g for g in licensing.group_licenses(me.ctx, me.tenant_id, group_id[:36]) if g.plan_id == plan]
     if not rows:
         raise NotFound("group assignment", group_id)
-    return _render(request, me, "_group_state.html", g=rows[0], plan_id=plan)
+    name = "_group_row.html" if request.query_params.get("view") == "row" else "_group_state.html"
+    return _render(request, me, name, g=rows[0], plan_id=plan)
 
 
 @router.post("/licenses/{plan}/groups/{group_id}/reprocess")
