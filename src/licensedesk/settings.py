@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     # How often a process reads the change counters (PostgreSQL also pushes changes by NOTIFY).
     change_poll_seconds: float = 0.25
     log_level: str = "info"
+    # The admin portal's OIDC client at tenants' identity providers (authorization code + PKCE); the
+    # portal's session cookies are signed with a key derived from secret_key, or kept in the database.
+    portal_client_id: str = "licensedesk-portal"
+    portal_client_secret: str = ""
 
 
 @lru_cache(maxsize=1)

@@ -30,7 +30,7 @@ from licensedesk.directory import service as directory
 from licensedesk.errors import DomainError, NotFound, ValidationFailed
 from licensedesk.licensing import service as licensing
 from licensedesk.tenancy import service as tenancy
-from licensedesk.web import sessions
+from licensedesk.web import oidc_sign_in, sessions
 from licensedesk.web.sessions import Session, Signer
 
 log = logging.getLogger("licensedesk.web")
@@ -290,7 +290,9 @@ def home() -> RedirectResponse:
 
 @router.get("/sign-in")
 def sign_in_page(request: Request, next: str | None = None) -> Response:
-    return _render(request, None, "sign_in.html", next=_safe_next(next), error=None, tenant="")
+    return _render(
+        request, None, "sign_in.html", next=_safe_next(next), error=None, tenant="", oidc_tenant=""
+    )
 
 
 @router.post("/sign-in")
@@ -324,6 +326,70 @@ def sign_in_link(request: Request, code: str = "") -> Response:
             "or restart the demo for a new link.",
         )
     response = RedirectResponse("/admin/licenses", status_code=303)
+    _set_session(request, response, session)
+    return response
+
+
+OIDC_COOKIE = "ld_oidc"
+OIDC_PATH = "/admin/sign-in/oidc"
+
+
+def _sign_in_refused(request: Request, message: str, tenant: str = "") -> Response:
+    return _render(
+        request,
+        None,
+        "sign_in.html",
+        status=401,
+        next="/admin/licenses",
+        tenant="",
+        oidc_tenant=tenant,
+        error=message,
+    )
+
+
+@router.get("/sign-in/oidc")
+def oidc_start(request: Request, tenant: str = "") -> Response:
+    """Sign in through the tenant's identity provider (authorization code + PKCE)."""
+    tenant = tenant.strip()[:100]
+    if not tenant:
+        return _sign_in_refused(request, "Name your tenant to sign in with its identity provider.")
+    redirect_uri = str(request.base_url).rstrip("/") + OIDC_PATH + "/callback"
+    try:
+        url, pending = oidc_sign_in.start(
+            _base_ctx(request), request.app.state.settings, tenant, redirect_uri
+        )
+    except oidc_sign_in.SignInRefused as exc:
+        return _sign_in_refused(request, str(exc), tenant)
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie(
+        OIDC_COOKIE,
+        signer(request).dumps_data("oidc", pending),
+        max_age=int(oidc_sign_in.PENDING_LIFETIME.total_seconds()),
+        path=OIDC_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+    return response
+
+
+@router.get("/sign-in/oidc/callback")
+def oidc_callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
+    ctx = _base_ctx(request)
+    pending = signer(request).loads_data("oidc", request.cookies.get(OIDC_COOKIE))
+    try:
+        if error:
+            raise oidc_sign_in.SignInRefused("Your identity provider did not sign you in; start again.")
+        principal = oidc_sign_in.finish(
+            ctx, request.app.state.settings, request.app.state.jwks, pending, code[:2000], state[:200]
+        )
+    except oidc_sign_in.SignInRefused as exc:
+        response = _sign_in_refused(request, str(exc))
+        response.delete_cookie(OIDC_COOKIE, path=OIDC_PATH)
+        return response
+    session = sessions.sign_in_user(ctx, principal)
+    response = RedirectResponse("/admin/licenses", status_code=303)
+    response.delete_cookie(OIDC_COOKIE, path=OIDC_PATH)
     _set_session(request, response, session)
     return response
 

@@ -55,7 +55,7 @@ class Session:
         )
 
 
-def _epoch(at: datetime) -> int:
+def epoch(at: datetime) -> int:
     return int(at.replace(tzinfo=UTC).timestamp())
 
 
@@ -97,7 +97,7 @@ class Signer:
             session = Session(**{**data, "roles": tuple(data["roles"])})
         except (ValueError, TypeError, KeyError):
             return None
-        if session.expires <= _epoch(now):
+        if session.expires <= epoch(now):
             return None
         return session
 
@@ -107,9 +107,26 @@ class Signer:
     def csrf_ok(self, session: Session, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
 
-    def state_mac(self, value: str) -> str:
-        """Signs short values the portal hands the browser and must get back unchanged (OIDC state)."""
-        return _b64(self._mac("state", value.encode()))
+    def dumps_data(self, purpose: str, data: dict[str, str]) -> str:
+        """Signs data the portal hands the browser and must get back unchanged (a pending OIDC sign-in)."""
+        body = json.dumps(data, separators=(",", ":")).encode()
+        return f"{_b64(body)}.{_b64(self._mac(purpose, body))}"
+
+    def loads_data(self, purpose: str, value: str | None) -> dict[str, str] | None:
+        if not value or len(value) > 4096 or value.count(".") != 1:
+            return None
+        body_text, mac_text = value.split(".")
+        try:
+            body, mac = _unb64(body_text), _unb64(mac_text)
+        except ValueError:
+            return None
+        if not hmac.compare_digest(mac, self._mac(purpose, body)):
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
 
 _key_lock = threading.Lock()
@@ -144,7 +161,7 @@ def new_session(ctx: Context, principal: Principal, tenant_id: str, kind: str) -
         subject=principal.id,
         name=principal.name,
         roles=tuple(sorted(principal.roles)),
-        expires=_epoch(ctx.clock.now() + SESSION_LIFETIME),
+        expires=epoch(ctx.clock.now() + SESSION_LIFETIME),
     )
 
 
