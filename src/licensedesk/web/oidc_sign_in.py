@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import jwt
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
 from jwt import PyJWK
 
 from licensedesk.auth import oidc
@@ -74,7 +73,10 @@ def provider(issuer: str) -> Provider:
     return found
 
 
-def _client(settings: Any, redirect_uri: str) -> OAuth2Client:
+def _client(settings: Any, redirect_uri: str) -> Any:
+    # imported here: Authlib's httpx integration warns about its future on import
+    from authlib.integrations.httpx_client import OAuth2Client
+
     return OAuth2Client(
         client_id=settings.portal_client_id,
         client_secret=settings.portal_client_secret or None,
