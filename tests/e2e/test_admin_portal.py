@@ -102,6 +102,8 @@ def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-un
     page.get_by_role("row", name=re.compile("Mira Kaur")).get_by_role("link", name="Reassign to…").click()
     expect(page.get_by_role("heading", name=re.compile("Reassign Pro from Mira Kaur"))).to_be_visible()
     page.get_by_label("Reassign to…").fill("chiara")
+    expect(page.get_by_role("button", name="Reassign to Chiara Conti")).to_be_visible()
+    screenshot(page, "06a-reassign")
     page.get_by_role("button", name="Reassign to Chiara Conti").click()
     expect(page.get_by_role("status").filter(has_text="License reassigned.")).to_be_visible()
     expect(page.get_by_role("row", name=re.compile("Chiara Conti"))).to_contain_text("Direct")
@@ -140,12 +142,17 @@ def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-un
 
     # the users and groups browsers, a user page and a group page
     page.get_by_role("link", name="Users", exact=True).click()
+    expect(page.get_by_role("table").locator("tbody tr")).to_have_count(50)  # a page of 50, then Next
+    expect(page.get_by_role("link", name="Next page »")).to_be_visible()
+    screenshot(page, "09a-users")
     page.get_by_label("Search users").fill("chiara")
     expect(page.get_by_role("table").locator("tbody tr")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"/admin/users\?q=chiara$"))  # the search is in the address
     page.get_by_role("link", name="Chiara Conti").click()
     expect(page.get_by_role("row", name=re.compile("innofalls-charts-pro"))).to_contain_text("Direct")
     screenshot(page, "09-user")
     page.get_by_role("link", name="Groups", exact=True).click()
+    screenshot(page, "10a-groups")
     page.get_by_role("link", name="Finance", exact=True).click()
     expect(page.get_by_role("heading", name="Nested groups")).to_be_visible()
     expect(page.get_by_role("link", name="Finance-EMEA")).to_be_visible()
@@ -181,8 +188,11 @@ def test_keyboard_only_assign(demo_server, page):  # type: ignore[no-untyped-def
     expect(page.locator("#needs")).to_contain_text(re.compile(r"Needs \d+ licenses, \d+ available"))
     # the pool is full after the first test: tick "as many as possible" and assign, all by keyboard
     checkbox = page.get_by_label(re.compile("Assign as many as possible"))
-    while not page.evaluate("document.activeElement.id") == "allow-partial":
+    for _ in range(10):  # past the chip's remove button
+        if page.evaluate("document.activeElement.id") == "allow-partial":
+            break
         kb.press("Tab")
+    expect(checkbox).to_be_focused()
     kb.press("Space")
     expect(checkbox).to_be_checked()
     expect(page.locator("#assign-submit")).to_be_enabled()

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from licensedesk.api.deps import acting
 from licensedesk.audit import service as audit
@@ -627,9 +627,10 @@ async def assign_dialog(request: Request, plan: str, part: str = "") -> Response
     me = await admin(request, write=posted)
     me.require("licenses.write")
     row = licensing.license_overview(me.ctx, me.tenant_id, plan[:63])
-    form = await request.form() if posted else FormData(request.query_params.multi_items())
-    users = [u for u in _form_list(form, "users", 500)]
-    groups = [g for g in _form_list(form, "groups", 500)]
+    query: list[tuple[str, str | UploadFile]] = list(request.query_params.multi_items())
+    form = await request.form() if posted else FormData(query)
+    users = _form_list(form, "users", 500)
+    groups = _form_list(form, "groups", 500)
     q = _form_str(form, "q", 200)
     allow_partial = form.get("allow_partial") == "on"
     for field, bucket in (("add", True), ("remove", False)):
@@ -665,7 +666,7 @@ async def assign_dialog(request: Request, plan: str, part: str = "") -> Response
     )
     chosen = {(c.type, c.id) for c in chips}
     hits = _search(me, q)
-    values = {
+    values: dict[str, Any] = {
         "row": row,
         "q": q,
         "hits": hits,

@@ -105,7 +105,9 @@ class Signer:
         return _b64(self._mac("csrf", session.sid.encode()))
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
+        if not token:
+            return False
+        return hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
 
     def dumps_data(self, purpose: str, data: dict[str, str]) -> str:
         """Signs data the portal hands the browser and must get back unchanged (a pending OIDC sign-in)."""
