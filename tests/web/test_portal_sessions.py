@@ -161,3 +161,17 @@ def test_a_sign_in_link_works_once_is_stored_hashed_and_expires(portal):
     portal.ctx.clock.advance(sessions.LINK_LIFETIME + timedelta(seconds=1))
     assert portal.client().get(f"/admin/sign-in/link?code={late}").status_code == 401
     assert portal.client().get("/admin/sign-in/link?code=ldl_unknown").status_code == 401
+
+
+def test_posts_from_another_site_are_refused(portal):
+    c = portal.client()
+    evil = {"Origin": "https://evil.example"}
+    answer = c.post("/admin/sign-in", data={"token": portal.a.tokens["reader"]}, headers=evil)
+    assert answer.status_code == 403 and sessions.COOKIE not in c.cookies
+    same = c.post(
+        "/admin/sign-in", data={"token": portal.a.tokens["reader"]}, headers={"Origin": "http://testserver"}
+    )
+    assert same.status_code == 303
+    token = csrf(c.get("/admin/licenses").text)
+    assert c.post("/admin/sign-out", data={"csrf_token": token}, headers=evil).status_code == 403
+    assert c.get("/admin/licenses").status_code == 200  # still signed in

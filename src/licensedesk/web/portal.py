@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -198,6 +198,8 @@ async def admin(request: Request, *, write: bool = False) -> Admin:
     )
     request.state.admin = found
     if write:
+        if not _same_origin(request):
+            raise PortalRefused(403, "This form came from another site.")
         form = await request.form()
         sent = request.headers.get("x-csrf-token") or form.get("csrf_token")
         if not sign.csrf_ok(session, sent if isinstance(sent, str) else None):
@@ -205,6 +207,15 @@ async def admin(request: Request, *, write: bool = False) -> Admin:
                 403, "This form has expired or did not come from this site. Reload and retry."
             )
     return found
+
+
+def _same_origin(request: Request) -> bool:
+    """Browsers name the page a form was posted from; a post from another site is refused outright (the
+    CSRF token refuses it too; this also covers the sign-in form, which has no session to tie a token to)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
 def _secure(request: Request) -> bool:
@@ -297,6 +308,8 @@ def sign_in_page(request: Request, next: str | None = None) -> Response:
 
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
+    if not _same_origin(request):
+        raise PortalRefused(403, "This form came from another site.")
     form = await request.form()
     nxt = _safe_next(_form_str(form, "next", 2000))
     tenant = _form_str(form, "tenant", 100)
