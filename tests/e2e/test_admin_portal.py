@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.e2e.conftest import screenshot
-
-pytest.importorskip("playwright")
 
 PRO = "/admin/licenses/innofalls-charts-pro"
 
