@@ -54,8 +54,10 @@ def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-un
     expect(emea_row.get_by_role("checkbox")).to_have_count(0)
     screenshot(page, "02-plan-users")
 
-    # assign one user: as-you-type search, a chip, the live line from dryRun
+    # assign one user: as-you-type search, a chip, the live line from dryRun (in a modal dialog)
     page.get_by_role("link", name="Assign licenses").click()
+    expect(page.get_by_role("dialog", name=re.compile("Assign licenses"))).to_be_visible()
+    expect(page.get_by_label("Search for users or groups")).to_be_focused()
     page.get_by_label("Search for users or groups").fill("chiara")
     page.get_by_role("button", name=re.compile("Add user Chiara")).click()
     expect(page.locator("#needs")).to_have_text("Needs 1 license, 9 available.")
@@ -67,6 +69,7 @@ def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-un
 
     # a group too big for the free seats: Assign is disabled, and the reason says so
     page.get_by_role("link", name="Assign licenses").click()
+    expect(page.get_by_label("Search for users or groups")).to_be_focused()
     page.get_by_label("Search for users or groups").fill("sales")
     page.get_by_role("button", name="Add group Sales").click()
     expect(page.locator("#needs")).to_have_text("Needs 18 licenses, 8 available.")
