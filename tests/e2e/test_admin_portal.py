@@ -148,7 +148,7 @@ def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-un
     expect(page.get_by_role("table").locator("tbody tr")).to_have_count(1)
     expect(page).to_have_url(re.compile(r"/admin/users\?q=chiara$"))  # the search is in the address
     page.get_by_role("link", name="Chiara Conti").click()
-    expect(page.get_by_role("row", name=re.compile("innofalls-charts-pro"))).to_contain_text("Direct")
+    expect(page.get_by_role("row", name=re.compile("Innofalls Charts Pro"))).to_contain_text("Direct")
     screenshot(page, "09-user")
     page.get_by_role("link", name="Groups", exact=True).click()
     screenshot(page, "10a-groups")

@@ -25,6 +25,7 @@ from licensedesk.api.deps import acting
 from licensedesk.audit import service as audit
 from licensedesk.auth.roles import Principal
 from licensedesk.billing import service as billing
+from licensedesk.catalog import service as catalog
 from licensedesk.context import Context
 from licensedesk.directory import service as directory
 from licensedesk.errors import DomainError, NotFound, ValidationFailed
@@ -710,6 +711,11 @@ async def users_page(request: Request, q: str = "", cursor: str | None = None) -
     return _render(request, me, name, page=page, q=q, cursor=cursor, section="users")
 
 
+def _plan_names(me: Admin) -> dict[str, str]:
+    products = {p.id: p.name for p in catalog.list_products(me.ctx)}
+    return {p.id: f"{products.get(p.product_id, p.product_id)} {p.name}" for p in catalog.list_plans(me.ctx)}
+
+
 @router.get("/users/{user}")
 async def user_page(request: Request, user: str) -> Response:
     me = await admin(request)
@@ -727,6 +733,7 @@ async def user_page(request: Request, user: str) -> Response:
         licenses=held,
         groups=direct,
         inherited=[g for g in every if g.id not in direct_ids],
+        plan_names=_plan_names(me),
         section="users",
     )
 
@@ -756,6 +763,7 @@ async def group_page(request: Request, group_id: str, cursor: str | None = None)
         licenses=held,
         cursor=cursor,
         section="groups",
+        plan_names=_plan_names(me),
     )
 
 
