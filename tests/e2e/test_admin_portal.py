@@ -201,3 +201,30 @@ def test_keyboard_only_assign(demo_server, page):  # type: ignore[no-untyped-def
     kb.press("Enter")
     expect(page.get_by_role("status").filter(has_text="Assigned to 1 group.")).to_be_visible()
     expect(page.get_by_role("row", name=re.compile("Marketing"))).to_be_visible()
+
+
+def test_the_portal_works_without_javascript(demo_server, browser):  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 900, "height": 600})
+    page = context.new_page()
+    try:
+        page.goto(demo_server.base + "/admin/sign-in")
+        page.get_by_label("API token").fill(demo_server.admin_token)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        expect(page.get_by_role("heading", name="Licenses")).to_be_visible()
+        page.get_by_role("link", name="Basic").click()
+        before = counts(page)
+        page.get_by_role("link", name="Assign licenses").click()  # a page of its own without JavaScript
+        page.get_by_label("Search for users or groups").fill("chiara")
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.get_by_role("button", name=re.compile("Add user Chiara")).click()
+        expect(page.locator("#needs")).to_have_text(f"Needs 1 license, {before['available']} available.")
+        screenshot(page, "13-assign-without-javascript")
+        page.locator("#assign-submit").click()
+        expect(page.get_by_role("status").filter(has_text="Assigned to 1 user.")).to_be_visible()
+        assert counts(page)["assigned"] == before["assigned"] + 1
+        page.get_by_role("link", name="Audit").click()
+        expect(page.get_by_role("table")).to_contain_text("license.assigned")
+    finally:
+        context.close()
