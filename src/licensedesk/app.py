@@ -140,6 +140,7 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
     from licensedesk.directory.routes import router as directory_routes
     from licensedesk.licensing.routes import router as licensing_routes
     from licensedesk.tenancy.routes import router as tenant_routes
+    from licensedesk.web.portal import router as portal_routes
 
     @app.get("/v1/health", tags=["operations"])
     def health() -> dict[str, str]:
@@ -175,6 +176,7 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         token_routes,
         check_routes,
         marketplace_routes,
+        portal_routes,
     ):
         app.include_router(router)
     if dev_issuer:

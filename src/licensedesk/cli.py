@@ -88,7 +88,10 @@ def serve(
 
         with err.status("seeding the demo tenant Contoso..."):
             seeded = demo_data.seed(ctx)
-        _banner(host, port, seeded)
+        from licensedesk.web import sessions
+
+        sign_in = sessions.create_sign_in_link(ctx, seeded.tenant_id, name="demo sign-in link")
+        _banner(host, port, seeded, sign_in)
     ctx.db.dispose()
     from licensedesk import logs
 
@@ -104,11 +107,12 @@ def serve(
     )
 
 
-def _banner(host: str, port: int, seeded: Any) -> None:
+def _banner(host: str, port: int, seeded: Any, sign_in: str) -> None:
     base = f"http://{host}:{port}"
     lines = [
         f"[bold]licensedesk demo[/bold] at {base}  (tenant [bold]contoso[/bold], {seeded.tenant_id})",
         "",
+        f"Admin portal      {base}/admin/sign-in/link?code={sign_in}   (one-time, 15 minutes)",
         f"API docs          {base}/docs",
         f"Licenses          {base}/v1/tenants/contoso/licenses",
         f"Demo visual       {base}/demo/visual?user=mira.kaur@contoso.com   (licensed)",

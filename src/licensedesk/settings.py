@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     api_burst_per_credential: float = 1000.0
     auth_failures_per_address: float = 1.0
     auth_failures_burst: float = 20.0
+    # The admin portal's OIDC client at tenants' identity providers (authorization code + PKCE); the
+    # portal's session cookies are signed with a key derived from secret_key, or kept in the database.
+    portal_client_id: str = "licensedesk-portal"
+    portal_client_secret: str = ""
 
 
 @lru_cache(maxsize=1)

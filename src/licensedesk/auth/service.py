@@ -161,3 +161,20 @@ def _touch(ctx: Context, tenant_id: str, token_id: str) -> None:
         _touched[token_id] = now
     with ctx.db.write() as conn:
         repository.touch(conn, tenant_id, token_id, ctx.clock.now())
+
+
+def token_principal(ctx: Context, tenant_id: str | None, token_id: str) -> Principal | None:
+    """The principal of a token by its id (the portal's sessions keep the id, never the secret), or None
+    once it is revoked or gone."""
+    with ctx.db.read() as conn:
+        row = repository.token(conn, tenant_id or SYSTEM_TENANT, token_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(
+        kind="token",
+        id=row.id,
+        name=row.name,
+        roles=frozenset({row.role}),
+        tenant_id=None if row.role == OPERATOR else row.tenant_id,
+        token_id=row.id,
+    )

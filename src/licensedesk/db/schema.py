@@ -485,5 +485,31 @@ signing_keys = Table(
     Index("ix_signing_keys_purpose", "purpose", "tenant_id", "created_at"),
 )
 
+# The admin portal's one-time sign-in links (printed by `serve --demo`): single use, short-lived, only the
+# SHA-256 of the secret is stored.
+portal_sign_in_links = Table(
+    "portal_sign_in_links",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("id", primary_key=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    _at("created_at"),
+    _at("expires_at"),
+    _at("used_at", nullable=True),
+)
+
+# Secrets the portal signs with (its session cookies), made on first use and kept so every process sharing
+# the database signs alike; kept under SYSTEM_TENANT. They must be usable to sign, so they are stored as is.
+portal_keys = Table(
+    "portal_keys",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("purpose", String(32), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    _at("created_at"),
+)
+
 # Catalog changes and other events that belong to no tenant are audited under this id.
 SYSTEM_TENANT = "00000000-0000-0000-0000-000000000000"
