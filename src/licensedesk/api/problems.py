@@ -16,6 +16,7 @@ from licensedesk.errors import DomainError
 log = logging.getLogger("licensedesk.api")
 
 PROBLEM_JSON = "application/problem+json"
+DATABASE_UNAVAILABLE = "the database is not reachable; try again shortly"
 
 _TITLES = {
     400: "Malformed request",
@@ -138,6 +139,6 @@ def install(app: FastAPI) -> None:
         return problem(
             503,
             "database_unavailable",
-            "the database is not reachable; try again shortly",
+            DATABASE_UNAVAILABLE,
             headers={"Retry-After": "1"},
         )

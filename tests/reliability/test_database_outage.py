@@ -1,0 +1,284 @@
+"""Issue 8, item 4: the database goes away under a running server, and comes back.
+
+A real `licensedesk serve` process reaches PostgreSQL through a TCP proxy that the test cuts (every
+connection closed, new ones refused) and later restores; the shared PostgreSQL itself is never stopped.
+While a steady stream of admin writes runs (in another tenant, so that the checked tenant's cached answers
+stay current), the test shows:
+
+- during the outage the run-time check answers a token and answer it has cached from its cache (200 with
+  the right plans), and one it has not with 503 (never 401, never 500, never a 200 "unlicensed"); the
+  admin API answers 503 problem documents with Retry-After; /v1/ready answers 503; nothing hangs;
+- once the proxy is back, everything recovers by itself within seconds, without restarting the server:
+  the check's slow path, the admin API, readiness, and the change feed (a change written straight to the
+  database, not through the server, reaches the server's check);
+- every write that got a 2xx (before, during or after the outage) is in the database.
+
+SQLite is a file in the server's own process: it has no outage of this kind (see RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from licensedesk.auth import service as auth
+from licensedesk.checks.service import Checker
+from licensedesk.clock import SystemClock
+from licensedesk.context import Context
+from licensedesk.db.changes import ChangeFeed
+from licensedesk.db.engine import Database
+from licensedesk.db.migrate import upgrade
+from licensedesk.db.schema import users
+from licensedesk.licensing import service as licensing
+from tests.cli.test_serve_end_to_end import free_port
+from tests.conftest import require_postgres
+from tests.reliability.tcp_proxy import CuttableProxy
+from tests.world import PLAN, make_world
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent / "licensedesk"
+PRODUCT = "innofalls-charts"
+SERVICE_PLANS = f"/v1/licensing/{PRODUCT}/servicePlans"
+PRO = [{"spIdentifier": "innofalls.charts.pro", "state": 1}]
+OUTAGE_SECONDS = 6.0
+RECOVERY_BAR_SECONDS = 10.0  # everything answers again within this after the database is back
+ANSWER_BAR_SECONDS = 5.0  # no request waits longer than this, outage or not
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    server = require_postgres(request.getfixturevalue("postgres_server"))
+    yield server.new_database()
+
+
+@pytest.fixture
+def proxy() -> Iterator[CuttableProxy]:
+    p = CuttableProxy(("127.0.0.1", 5432))
+    p.start()
+    yield p
+    p.close()
+
+
+def through(url: str, port: int) -> str:
+    parsed = make_url(url)
+    return parsed.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
+
+class Writer(threading.Thread):
+    """Creates a user every 50 ms through the admin API and remembers every answer's status."""
+
+    def __init__(self, base: str, token: str, tenant: str) -> None:
+        super().__init__(name="admin-writer", daemon=True)
+        self.client = httpx.Client(
+            base_url=f"{base}/v1/tenants/{tenant}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        self.results: list[tuple[float, str, int, float]] = []  # (at, upn, status, seconds)
+        self.problems: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            upn = f"writer{n:05d}@fabrikam.com"
+            started = time.monotonic()
+            try:
+                r = self.client.post("/users", json={"userPrincipalName": upn, "displayName": f"Writer {n}"})
+            except httpx.HTTPError as exc:  # the server must answer, outage or not
+                self.problems.append(f"{upn}: {exc!r}")
+                continue
+            self.results.append((started, upn, r.status_code, time.monotonic() - started))
+            if r.status_code not in (201, 503):
+                self.problems.append(f"{upn}: {r.status_code} {r.text}")
+            elif r.status_code == 503 and not (
+                r.headers["content-type"].startswith("application/problem+json")
+                and r.json()["code"] == "database_unavailable"
+                and "retry-after" in r.headers
+            ):
+                self.problems.append(f"{upn}: 503 without a problem document: {r.text}")
+            self.stop.wait(0.05)
+
+
+def timed(client: httpx.Client, path: str, **kw: Any) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    r = client.get(path, **kw)
+    return r, time.monotonic() - started
+
+
+@pytest.mark.timeout(180)
+def test_the_check_and_the_admin_api_ride_out_a_database_outage_and_recover_by_themselves(
+    database: str, proxy: CuttableProxy, tmp_path: Path
+) -> None:
+    db = Database(database)
+    upgrade(db)
+    ctx = Context(db=db, clock=SystemClock())
+    contoso = make_world(ctx, "contoso")
+    contoso.buy(10)
+    ann, carl, dave = contoso.user("ann"), contoso.user("carl"), contoso.user("dave")
+    licensing.assign(ctx, contoso.tenant, PLAN, users=[ann, carl])
+    fabrikam = make_world(ctx, "fabrikam")
+    contoso_admin = auth.create_token(ctx, "global_admin", tenant_ref=contoso.tenant)[1]
+    fabrikam_admin = auth.create_token(ctx, "global_admin", tenant_ref=fabrikam.tenant)[1]
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    minter = Checker(ctx, ChangeFeed(db), public_url=base, dev_issuer=True)
+    token = {
+        u: minter.mint_dev_token(contoso.tenant, f"{u}@contoso.com", PRODUCT) for u in ("ann", "carl", "dave")
+    }
+
+    log = (tmp_path / "server.log").open("wb")
+    env = {
+        **os.environ,
+        "LICENSEDESK_DATABASE_URL": through(database, proxy.port),
+        "LICENSEDESK_DEV_ISSUER": "1",
+        "LICENSEDESK_PUBLIC_URL": base,
+        "LICENSEDESK_LOG_LEVEL": "warning",
+    }
+    server = subprocess.Popen([str(BIN), "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
+    writer: Writer | None = None
+    try:
+        http = httpx.Client(base_url=base, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if http.get("/v1/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.1)
+        admin = httpx.Client(
+            base_url=f"{base}/v1/tenants/contoso",
+            headers={"Authorization": f"Bearer {contoso_admin}"},
+            timeout=30,
+        )
+
+        def check(user: str) -> tuple[httpx.Response, float]:
+            return timed(http, SERVICE_PLANS, headers={"Authorization": f"Bearer {token[user]}"})
+
+        writer = Writer(base, fabrikam_admin, "fabrikam")
+        writer.start()
+        # ann (licensed) and dave (not) are asked before the outage: their tokens and answers are cached
+        for user, plans in (("ann", PRO), ("dave", [])):
+            r, _ = check(user)
+            assert (r.status_code, r.json()["plans"]) == (200, plans)
+        time.sleep(1.0)
+        assert proxy.accepted > 0
+
+        # ------------------------------------------------------------ the outage
+        proxy.cut()
+        cut_at = time.monotonic()
+        slowest = 0.0
+        rounds = 0
+        while time.monotonic() - cut_at < OUTAGE_SECONDS:
+            rounds += 1
+            for user, plans in (("ann", PRO), ("dave", [])):
+                r, took = check(user)
+                slowest = max(slowest, took)
+                assert (r.status_code, r.json()["plans"]) == (200, plans), r.text  # from the fresh cache
+            r, took = check("carl")  # licensed, never asked: not in the cache
+            slowest = max(slowest, took)
+            assert r.status_code == 503, r.text  # never 401, never 500, never a 200 "unlicensed"
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["code"] == "database_unavailable" and "retry-after" in r.headers
+            r, took = timed(admin, "/users")
+            slowest = max(slowest, took)
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["code"] == "database_unavailable" and "retry-after" in r.headers
+            r, took = timed(http, "/v1/ready")
+            slowest = max(slowest, took)
+            assert r.status_code == 503, r.text
+            time.sleep(0.1)
+        assert slowest < ANSWER_BAR_SECONDS, f"a request took {slowest:.1f} s during the outage"
+
+        # ------------------------------------------------------------ the database is back
+        proxy.restore()
+        restored_at = time.monotonic()
+        recovered: dict[str, float] = {}
+        while len(recovered) < 3:
+            elapsed = time.monotonic() - restored_at
+            assert elapsed < RECOVERY_BAR_SECONDS, (
+                f"not recovered within {RECOVERY_BAR_SECONDS} s: {recovered}"
+            )
+            if "ready" not in recovered and http.get("/v1/ready").status_code == 200:
+                recovered["ready"] = elapsed
+            if "check" not in recovered:
+                r, _ = check("carl")
+                assert r.status_code in (200, 503), r.text
+                if r.status_code == 200:
+                    assert r.json()["plans"] == PRO
+                    recovered["check"] = elapsed
+            if "admin" not in recovered:
+                r = admin.get("/users")
+                assert r.status_code in (200, 503), r.text
+                if r.status_code == 200:
+                    recovered["admin"] = elapsed
+            time.sleep(0.05)
+        # the change feed is back too: a change written straight to the database (not through this
+        # server, so only NOTIFY or the counters' poll can tell it) reaches the server's check
+        licensing.assign(ctx, contoso.tenant, PLAN, users=[dave])
+        changed_at = time.monotonic()
+        while True:
+            r, _ = check("dave")
+            assert r.status_code == 200, r.text
+            if r.json()["plans"] == PRO:
+                break
+            assert time.monotonic() - changed_at < 2.0, "the change feed did not recover"
+            time.sleep(0.02)
+        feed_s = time.monotonic() - changed_at
+        time.sleep(1.0)  # a few more writes after the outage
+        writer.stop.set()
+        writer.join(timeout=40)
+        assert server.poll() is None, "the server process died"
+    finally:
+        if writer is not None:
+            writer.stop.set()
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+
+    # the writes: each answered 201 or 503, none took long, and every 201 is in the database
+    assert not writer.problems, writer.problems
+    assert max(took for *_, took in writer.results) < ANSWER_BAR_SECONDS
+    created = [upn for _, upn, status, _ in writer.results if status == 201]
+    refused = [upn for at, upn, status, _ in writer.results if status == 503]
+    before = [upn for at, upn, status, _ in writer.results if status == 201 and at < cut_at]
+    after = [upn for at, upn, status, _ in writer.results if status == 201 and at > restored_at]
+    assert before and refused and after, (len(before), len(refused), len(after))
+    with db.read() as conn:
+        stored = set(
+            conn.execute(
+                select(users.c.user_principal_name).where(users.c.tenant_id == fabrikam.tenant)
+            ).scalars()
+        )
+    assert set(created) <= stored, sorted(set(created) - stored)
+    db.dispose()
+
+    figures = {
+        "requests during the outage": rounds * 5,
+        "slowest answer during the outage (s)": round(slowest, 3),
+        "recovered after restore (s)": {k: round(v, 2) for k, v in recovered.items()},
+        "change written to the database seen by the check (s)": round(feed_s, 3),
+        "writes": {
+            "201": len(created),
+            "503": len(refused),
+            "slowest (s)": round(max(t for *_, t in writer.results), 3),
+        },
+    }
+    print(f"\n[postgresql] database outage of {OUTAGE_SECONDS:.0f} s: {json.dumps(figures)}")
