@@ -9,8 +9,9 @@ stay current), the test shows:
   the right plans), and one it has not with 503 (never 401, never 500, never a 200 "unlicensed"); the
   admin API answers 503 problem documents with Retry-After; /v1/ready answers 503; nothing hangs;
 - once the proxy is back, everything recovers by itself within seconds, without restarting the server:
-  the check's slow path, the admin API, readiness, and the change feed (a change written straight to the
-  database, not through the server, reaches the server's check);
+  the check's slow path, the admin API, readiness, the change feed (a change written straight to the
+  database, not through the server, reaches the server's check) and the server's job worker (a group
+  assignment is processed);
 - every write that got a 2xx (before, during or after the outage) is in the database.
 
 SQLite is a file in the server's own process: it has no outage of this kind (see RELIABILITY.md).
@@ -158,6 +159,8 @@ def test_the_check_and_the_admin_api_ride_out_a_database_outage_and_recover_by_t
     contoso = make_world(ctx, "contoso")
     contoso.buy(10)
     ann, carl, dave = contoso.user("ann"), contoso.user("carl"), contoso.user("dave")
+    erin = contoso.user("erin")
+    sales = contoso.group("Sales", users=[erin])
     licensing.assign(ctx, contoso.tenant, PLAN, users=[ann, carl])
     fabrikam = make_world(ctx, "fabrikam")
     contoso_admin = auth.create_token(ctx, "global_admin", tenant_ref=contoso.tenant)[1]
@@ -167,7 +170,8 @@ def test_the_check_and_the_admin_api_ride_out_a_database_outage_and_recover_by_t
     base = f"http://127.0.0.1:{port}"
     minter = Checker(ctx, ChangeFeed(db), public_url=base, dev_issuer=True)
     token = {
-        u: minter.mint_dev_token(contoso.tenant, f"{u}@contoso.com", PRODUCT) for u in ("ann", "carl", "dave")
+        u: minter.mint_dev_token(contoso.tenant, f"{u}@contoso.com", PRODUCT)
+        for u in ("ann", "carl", "dave", "erin")
     }
 
     log = (tmp_path / "server.log").open("wb")
@@ -226,6 +230,11 @@ def test_the_check_and_the_admin_api_ride_out_a_database_outage_and_recover_by_t
             assert r.status_code == 503, r.text  # never 401, never 500, never a 200 "unlicensed"
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["code"] == "database_unavailable" and "retry-after" in r.headers
+            r, took = timed(
+                http, f"/v1/licensing/{PRODUCT}/license", headers={"Authorization": f"Bearer {token['carl']}"}
+            )
+            slowest = max(slowest, took)
+            assert r.status_code == 503, r.text  # the signed license: no 500 either
             r, took = timed(admin, "/users")
             slowest = max(slowest, took)
             assert r.status_code == 503, r.text
@@ -289,6 +298,22 @@ def test_the_check_and_the_admin_api_ride_out_a_database_outage_and_recover_by_t
             assert time.monotonic() - changed_at < 2.0, "the change feed did not recover"
             time.sleep(0.02)
         feed_s = time.monotonic() - changed_at
+        # the server's own worker survived the outage: a group assignment made now is processed
+        r = admin.post(f"/licenses/{PLAN}/assign", json={"groups": [sales]})
+        assert r.status_code == 202, r.text
+        assigned_at = time.monotonic()
+        while True:
+            r, _ = check("erin")
+            assert r.status_code == 200, r.text
+            if r.json()["plans"] == PRO:
+                break
+            assert time.monotonic() - assigned_at < 5.0, (
+                "the worker did not process the group after the outage"
+            )
+            time.sleep(0.05)
+        status = admin.get(f"/groups/{sales}/licenses").json()["items"][0]
+        assert (status["processingState"], status["membersSeated"]) == ("Complete", 1)
+        worker_s = time.monotonic() - assigned_at
         time.sleep(1.0)  # a few more writes after the outage
         writer.stop.set()
         writer.join(timeout=40)
@@ -318,10 +343,11 @@ def test_the_check_and_the_admin_api_ride_out_a_database_outage_and_recover_by_t
     db.dispose()
 
     figures = {
-        "requests during the outage": rounds * 5,
+        "requests during the outage": rounds * 6,
         "slowest answer during the outage (s)": round(slowest, 3),
         "recovered after restore (s)": {k: round(v, 2) for k, v in recovered.items()},
         "change written to the database seen by the check (s)": round(feed_s, 3),
+        "group assigned after the outage, seen by the check (s)": round(worker_s, 3),
         "writes": {
             "201": len(created),
             "503": len(refused),

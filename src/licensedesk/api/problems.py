@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from licensedesk.errors import DomainError
@@ -133,7 +133,8 @@ def install(app: FastAPI) -> None:
         return problem(400, "invalid_value", "a value in the request cannot be stored (control characters?)")
 
     @app.exception_handler(OperationalError)
-    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+    @app.exception_handler(InterfaceError)  # a connection psycopg already knows to be closed
+    async def _database_down(_request: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
         # the database is unreachable or overloaded: a retryable 503, never a 500
         log.warning("database unavailable: %s", exc.orig)
         return problem(
