@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from licensedesk.errors import DomainError
@@ -17,6 +17,7 @@ from licensedesk.ratelimit import RateLimited, retry_after
 log = logging.getLogger("licensedesk.api")
 
 PROBLEM_JSON = "application/problem+json"
+DATABASE_UNAVAILABLE = "the database is not reachable; try again shortly"
 
 _TITLES = {
     400: "Malformed request",
@@ -137,12 +138,13 @@ def install(app: FastAPI) -> None:
         return problem(429, "rate_limited", exc.detail, headers={"Retry-After": retry_after(exc.wait)})
 
     @app.exception_handler(OperationalError)
-    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+    @app.exception_handler(InterfaceError)  # a connection psycopg already knows to be closed
+    async def _database_down(_request: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
         # the database is unreachable or overloaded: a retryable 503, never a 500
         log.warning("database unavailable: %s", exc.orig)
         return problem(
             503,
             "database_unavailable",
-            "the database is not reachable; try again shortly",
+            DATABASE_UNAVAILABLE,
             headers={"Retry-After": "1"},
         )

@@ -16,12 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from licensedesk import metrics
 from licensedesk.api.deps import authenticate
 from licensedesk.api.middleware import SANE_REQUEST_ID, new_request_id, request_id_var
-from licensedesk.api.problems import ApiError
+from licensedesk.api.problems import DATABASE_UNAVAILABLE, ApiError
 from licensedesk.api.schemas import ApiModel, Out, Problem, problems
 from licensedesk.auth.oidc import InvalidToken
 from licensedesk.checks import keys as signing
@@ -32,6 +33,7 @@ from licensedesk.tenancy import service as tenancy
 
 router = APIRouter(tags=["licensing"])
 access_log = logging.getLogger("licensedesk.access")
+log = logging.getLogger("licensedesk.checks")
 ProductId = Annotated[str, Path(max_length=63)]
 INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 SERVICE_PLANS = re.compile(r"^/v1/licensing/([a-z0-9][a-z0-9-]{0,62})/servicePlans$")
@@ -73,9 +75,7 @@ class CheckResults(Out):
 
 
 Result = tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]
-
-
-_TITLES = {401: "Unauthorized", 404: "Not found", 429: "Too many requests"}
+_TITLES = {401: "Unauthorized", 404: "Not found", 429: "Too many requests", 503: "Service unavailable"}
 
 
 def _problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> Result:
@@ -107,6 +107,11 @@ def respond(
         return _problem(404, exc.code, exc.detail)
     except RateLimited as exc:
         return _rate_limited(exc)
+    except (OperationalError, InterfaceError) as exc:
+        # the database is away and the answer is not cached: "could not tell" (the JS client reports
+        # isLicenseInfoAvailable: false), never a 500 and never an empty "unlicensed" answer
+        log.warning("database unavailable: %s", exc.orig)
+        return _problem(503, "database_unavailable", DATABASE_UNAVAILABLE, {"Retry-After": "1"})
     return _render(answer, if_none_match)
 
 
