@@ -129,6 +129,7 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
     from licensedesk.checks.routes import router as check_routes
     from licensedesk.directory.routes import router as directory_routes
     from licensedesk.licensing.routes import router as licensing_routes
+    from licensedesk.scim.routes import router as scim_routes
     from licensedesk.tenancy.routes import router as tenant_routes
 
     @app.get("/v1/health", tags=["operations"])
@@ -165,6 +166,7 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         token_routes,
         check_routes,
         marketplace_routes,
+        scim_routes,
     ):
         app.include_router(router)
     if dev_issuer:

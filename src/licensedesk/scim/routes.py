@@ -1,0 +1,97 @@
+"""SCIM 2.0 at /scim/v2/{t}/ (SPEC section 4), served by scim2-server over the directory.
+
+Only API tokens with the role `scim` of the tenant may call it; every refusal, authentication included, is
+a SCIM error document (RFC 7644 section 3.12) rather than a problem document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from scim2_models import ForbiddenException, NotFoundException, SCIMException, UnauthorizedException
+from scim2_server.handler import ScimHandler
+from scim2_server.requests import ScimRequest
+from scim2_server.responses import ScimResponse
+from starlette.concurrency import run_in_threadpool
+
+from licensedesk.api.deps import acting, app_context, authenticate
+from licensedesk.api.problems import ApiError
+from licensedesk.auth.roles import Principal
+from licensedesk.context import Actor, Context
+from licensedesk.errors import DomainError
+from licensedesk.scim.provider import scim_service
+from licensedesk.scim.storage import DirectoryStorage
+from licensedesk.tenancy import service as tenancy
+
+router = APIRouter(tags=["scim"])
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _caller(request: Request, t: str) -> tuple[Context, str]:
+    """The scim token's context and tenant id: 401 without a valid token, 404 for a tenant the token does
+    not belong to (never 403, so that nobody learns it exists), 403 for any role but scim."""
+    try:
+        principal: Principal = authenticate(request)
+    except ApiError as exc:
+        raise UnauthorizedException(detail=exc.detail) from exc
+    ctx = app_context(request)
+    try:
+        tenant = tenancy.get_tenant(ctx, t)
+    except DomainError as exc:
+        raise NotFoundException(detail=f"tenant {t} was not found") from exc
+    if not principal.sees_tenant(tenant.id):
+        raise NotFoundException(detail=f"tenant {t} was not found")
+    if not principal.may("scim"):
+        raise ForbiddenException(detail="only a token with the role scim may use the SCIM endpoint")
+    base = acting(ctx, principal)
+    return base.as_actor(
+        Actor("scim", principal.token_id or principal.id, principal.name), base.request_id
+    ), (tenant.id)
+
+
+def _serve(ctx: Context, tenant_id: str, request: ScimRequest) -> ScimResponse:
+    service = scim_service()
+    storage = DirectoryStorage(ctx, tenant_id, service.get_model, write=request.method.upper() != "GET")
+    return ScimHandler(service, storage).handle(request)
+
+
+def _response(answer: ScimResponse) -> Response:
+    body = b"" if answer.body is None else json.dumps(answer.body).encode()
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
+    headers.setdefault("Cache-Control", "no-cache")
+    return Response(
+        body, status_code=int(answer.status), headers=headers, media_type=answer.headers.get("Content-Type")
+    )
+
+
+async def _scim(request: Request, t: str, path: str) -> Response:
+    base_url = str(request.base_url).rstrip("/") + f"/scim/v2/{t}"
+    scim_request = ScimRequest(
+        method=request.method,
+        base_url=base_url,
+        path="/" + path.strip("/"),
+        query=dict(request.query_params),
+        headers=list(request.headers.items()),
+        body=await request.body(),
+    )
+    service = scim_service()
+    try:
+        ctx, tenant_id = await run_in_threadpool(_caller, request, t)
+        answer = await run_in_threadpool(_serve, ctx, tenant_id, scim_request)
+    except SCIMException as exc:
+        answer = service.error_response(exc)
+    return _response(answer)
+
+
+@router.api_route("/scim/v2/{t}", methods=METHODS, include_in_schema=False)
+async def scim_root(request: Request, t: str) -> Any:
+    return await _scim(request, t, "")
+
+
+@router.api_route("/scim/v2/{t}/{path:path}", methods=METHODS, include_in_schema=False)
+async def scim(request: Request, t: str, path: str) -> Any:
+    """SCIM 2.0 (RFC 7644): Users, Groups, ServiceProviderConfig, Schemas, ResourceTypes."""
+    return await _scim(request, t, path)
