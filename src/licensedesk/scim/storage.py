@@ -38,6 +38,8 @@ from licensedesk.scim import repository as repo
 from licensedesk.scim.filters import GROUP_SCHEMA, USER_SCHEMA, to_sql
 
 # attributes licensedesk keeps in its own columns (or derives); the rest is kept as sent
+ACTIVE_UNSET = "_activeUnset"  # in the kept JSON: the client removed `active`
+MEMBER_DISPLAY = "_memberDisplay"  # in the kept JSON: {member id: display}, where the client named one
 USER_OWN = {"id", "meta", "userName", "displayName", "externalId", "active", "groups", "password"}
 GROUP_OWN = {"id", "meta", "displayName", "externalId", "members"}
 
@@ -124,11 +126,14 @@ class DirectoryStorage(ScimStorage):
         self, resource_type: ResourceType, row: Any, groups: list[tuple[str, str]] | None
     ) -> Any:
         data: dict[str, Any] = json.loads(row.scim_data) if row.scim_data else {}
+        # `active` removed by the client: the user stays active (the default) and SCIM shows it unset
+        unset = data.pop(ACTIVE_UNSET, False) and bool(row.active)
         data.setdefault("schemas", [USER_SCHEMA])
+        if not unset:
+            data["active"] = bool(row.active)
         data.update(
             id=row.id,
             userName=row.user_principal_name,
-            active=bool(row.active),
             meta={
                 "resourceType": "User",
                 "created": _utc(row.created_at),
@@ -151,6 +156,7 @@ class DirectoryStorage(ScimStorage):
         self, resource_type: ResourceType, row: Any, members: list[tuple[str, str, str]] | None
     ) -> Any:
         data: dict[str, Any] = json.loads(row.scim_data) if row.scim_data else {}
+        displays: dict[str, str] = data.pop(MEMBER_DISPLAY, {})
         data.setdefault("schemas", [GROUP_SCHEMA])
         data.update(
             id=row.id,
@@ -168,7 +174,7 @@ class DirectoryStorage(ScimStorage):
             data["members"] = [
                 {
                     "value": mid,
-                    "display": name,
+                    "display": displays.get(mid) or name,
                     "type": "User" if kind == "user" else "Group",
                     "$ref": f"{'Users' if kind == 'user' else 'Groups'}/{mid}",
                 }
@@ -256,15 +262,15 @@ class DirectoryStorage(ScimStorage):
                 data.get("userName") or "",
                 data.get("displayName") or "",
                 external_id=data.get("externalId"),
-                active=_active(data.get("active", True)),
+                active=_active(data.get("active")),
             )
-            repo.set_data(conn, "user", t, row.id, _extra(data, USER_OWN))
+            repo.set_data(conn, "user", t, row.id, _user_extra(data))
             return self.get(resource_type, row.id)
         row = directory.create_group_in(
             conn, ctx, t, data.get("displayName") or "", external_id=data.get("externalId")
         )
-        repo.set_data(conn, "group", t, row.id, _extra(data, GROUP_OWN))
         self._set_members(row, [], data.get("members") or [])
+        repo.set_data(conn, "group", t, row.id, _group_extra(data, {}))
         return self.get(resource_type, row.id)
 
     def update(
@@ -291,9 +297,9 @@ class DirectoryStorage(ScimStorage):
                 user_principal_name=data.get("userName") or "",
                 display_name=data.get("displayName") or "",
                 external_id=data.get("externalId"),
-                active=_active(data.get("active", True)),
+                active=_active(data.get("active")),
             )
-            repo.set_data(conn, "user", t, row.id, _extra(data, USER_OWN))
+            repo.set_data(conn, "user", t, row.id, _user_extra(data))
             return self.get(resource_type, row.id)
         row = repo.group(conn, t, resource_id, lock=True)
         if row is None:
@@ -303,9 +309,9 @@ class DirectoryStorage(ScimStorage):
         directory.update_group_in(
             conn, ctx, t, row, display_name=data.get("displayName") or "", external_id=data.get("externalId")
         )
-        repo.set_data(conn, "group", t, row.id, _extra(data, GROUP_OWN))
         current = repo.members(conn, t, [row.id])[row.id]
         self._set_members(row, current, data.get("members") or [])
+        repo.set_data(conn, "group", t, row.id, _group_extra(data, {mid: name for _k, mid, name in current}))
         return self.get(resource_type, row.id)
 
     def _set_members(
@@ -369,8 +375,27 @@ def _active(value: Any) -> bool:
     return value
 
 
-def _extra(data: dict[str, Any], own: set[str]) -> dict[str, Any] | None:
+def _extra(data: dict[str, Any], own: set[str]) -> dict[str, Any]:
     extra = {k: v for k, v in data.items() if k not in own}
-    if set(extra) <= {"schemas"}:
-        return None
+    return {} if set(extra) <= {"schemas"} else extra
+
+
+def _user_extra(data: dict[str, Any]) -> dict[str, Any]:
+    extra = _extra(data, USER_OWN)
+    if data.get("active") is None:
+        extra[ACTIVE_UNSET] = True
+    return extra
+
+
+def _group_extra(data: dict[str, Any], computed: dict[str, str]) -> dict[str, Any]:
+    """The kept attributes of a group, with the member displays the client chose (those that differ from
+    the name licensedesk shows anyway, so that a large group keeps a small document)."""
+    extra = _extra(data, GROUP_OWN)
+    displays = {
+        str(m["value"]): str(m["display"])
+        for m in data.get("members") or []
+        if m.get("value") and m.get("display") and computed.get(str(m["value"])) != m["display"]
+    }
+    if displays:
+        extra[MEMBER_DISPLAY] = displays
     return extra
