@@ -178,15 +178,6 @@ def test_okta_provisioning_sequence_with_license_effects(live):  # type: ignore[
     push a group and its members with PATCH, and deactivate with a PATCH of active false; licenses
     follow (a group of the licensed plan seats its new member, deactivation frees the seat)."""
     base, env, http = live
-    cli(
-        env,
-        "product",
-        "create",
-        "innofalls-charts",
-        "--name",
-        "Innofalls Charts",
-        "--audience",
-        "api://innofalls-charts",
     lookup = _ok(
         http.get(
             "Users", params={"filter": 'userName eq "okta.user@acme.com"', "startIndex": 1, "count": 100}
