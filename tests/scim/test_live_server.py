@@ -79,7 +79,7 @@ def _group_status(base: str, env: dict[str, str], tenant: str, group_id: str) ->
 def test_entra_provisioning_sequence(live):  # type: ignore[no-untyped-def]
     """Entra's documented sequence: look the user up by userName, create, read back by filter, update with
     PascalCase operations, add to and remove from a group, and soft-delete with active "False"."""
-    base, env, http = live
+    _base, _env, http = live
     upn = "Test_User_1@contoso.com"
     lookup = _ok(http.get("Users", params={"filter": f'userName eq "{upn}"'}), 200)
     assert lookup["schemas"] == [LIST] and lookup["totalResults"] == 0
