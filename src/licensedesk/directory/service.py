@@ -668,16 +668,21 @@ def add_members_in(
     for member in new_groups:
         repo.add_group_member(conn, t, group.id, member.id, now)
     target = audit.Target("group", group.id, group.display_name)
-    for u in new_users:
-        audit.record(
-            conn,
-            ctx,
-            t,
-            "group.member_added",
-            target,
-            details={"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
-            at=now,
-        )
+    # one statement for many members (a SCIM PATCH or an import can add thousands)
+    audit.record_many(
+        conn,
+        ctx,
+        t,
+        [
+            (
+                "group.member_added",
+                target,
+                {"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
+            )
+            for u in new_users
+        ],
+        at=now,
+    )
     for g in new_groups:
         audit.record(
             conn,
@@ -745,16 +750,20 @@ def remove_members_in(
     now = ctx.clock.now()
     repo.remove_user_members(conn, t, group.id, [u.id for u in user_rows])
     target = audit.Target("group", group.id, group.display_name)
-    for u in user_rows:
-        audit.record(
-            conn,
-            ctx,
-            t,
-            "group.member_removed",
-            target,
-            details={"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
-            at=now,
-        )
+    audit.record_many(
+        conn,
+        ctx,
+        t,
+        [
+            (
+                "group.member_removed",
+                target,
+                {"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
+            )
+            for u in user_rows
+        ],
+        at=now,
+    )
     if user_rows:
         licensing.membership_changed(conn, ctx, t, group.id, removed_users=[u.id for u in user_rows])
     for g in group_rows:
