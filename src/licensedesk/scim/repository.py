@@ -249,20 +249,34 @@ def kinds_of(conn: Connection, tenant_id: str, ids: Sequence[str]) -> dict[str, 
     return out
 
 
+def encode(data: dict[str, Any] | None) -> str | None:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")) if data else None
+
+
 def set_data(
-    conn: Connection, kind: str, tenant_id: str, object_id: str, data: dict[str, Any] | None
+    conn: Connection,
+    kind: str,
+    tenant_id: str,
+    object_id: str,
+    data: dict[str, Any] | None,
+    *,
+    new: bool = False,
 ) -> None:
+    """Keep the SCIM-only attributes of a user or group (none: forget them). `new`: it has none yet."""
     table, key = (
         (scim_user_attributes, scim_user_attributes.c.user_id)
         if kind == "user"
         else (scim_group_attributes, scim_group_attributes.c.group_id)
     )
-    text = json.dumps(data, sort_keys=True, separators=(",", ":")) if data else None
+    text = encode(data)
     if text is None:
-        conn.execute(delete(table).where(table.c.tenant_id == tenant_id, key == object_id))
+        if not new:
+            conn.execute(delete(table).where(table.c.tenant_id == tenant_id, key == object_id))
         return
-    done = conn.execute(
-        update(table).where(table.c.tenant_id == tenant_id, key == object_id).values(data=text)
-    )
-    if done.rowcount == 0:
-        conn.execute(insert(table).values({"tenant_id": tenant_id, key.name: object_id, "data": text}))
+    if not new:
+        done = conn.execute(
+            update(table).where(table.c.tenant_id == tenant_id, key == object_id).values(data=text)
+        )
+        if done.rowcount:
+            return
+    conn.execute(insert(table).values({"tenant_id": tenant_id, key.name: object_id, "data": text}))

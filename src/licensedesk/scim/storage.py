@@ -264,8 +264,10 @@ class DirectoryStorage(ScimStorage):
                 external_id=data.get("externalId"),
                 active=_active(data.get("active")),
             )
-            repo.set_data(conn, "user", t, row.id, _user_extra(data))
-            return self.get(resource_type, row.id)
+            extra = _user_extra(data)
+            repo.set_data(conn, "user", t, row.id, extra, new=True)
+            # the stored resource, without reading it back: a new user is in no group yet
+            return self._user_resource(resource_type, _Stored(row, extra), None)
         row = directory.create_group_in(
             conn, ctx, t, data.get("displayName") or "", external_id=data.get("externalId")
         )
@@ -362,6 +364,17 @@ class DirectoryStorage(ScimStorage):
         if expected_version is not None and group_version(row) != expected_version:
             raise PreconditionFailedException(detail="the group has changed since it was read")
         directory.delete_group_in(conn, ctx, t, row)
+
+
+class _Stored:
+    """A users row with the kept SCIM attributes, as repo.user() reads it."""
+
+    def __init__(self, row: Any, extra: dict[str, Any]) -> None:
+        self._row = row
+        self.scim_data = repo.encode(extra)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
 
 
 def _active(value: Any) -> bool:
