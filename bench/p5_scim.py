@@ -74,7 +74,8 @@ def _create_users(base: str, token: str, n: int) -> tuple[float, list[str]]:
     return time.perf_counter() - started, ids
 
 
-def _patch_members(base: str, scim: str, admin: str, user_ids: list[str]) -> float:
+def _patch_members(base: str, scim: str, admin: str, user_ids: list[str]) -> tuple[float, float]:
+    """Seconds until the PATCH answered, and until every member was seated."""
     headers = {"Authorization": f"Bearer {scim}", "Content-Type": "application/scim+json"}
     with (
         httpx.Client(base_url=f"{base}/scim/v2/contoso/", headers=headers, timeout=120) as c,
@@ -94,10 +95,11 @@ def _patch_members(base: str, scim: str, admin: str, user_ids: list[str]) -> flo
         r = c.patch(f"Groups/{gid}", json=body)
         if r.status_code not in (200, 204):
             raise RuntimeError(f"PATCH /Groups answered {r.status_code}: {r.text[:500]}")
+        answered = time.perf_counter() - started
         while True:
             status = api.get(f"groups/{gid}/licenses").json()["items"][0]
             if status["processingState"] == "Complete" and status["membersSeated"] == len(user_ids):
-                return time.perf_counter() - started
+                return answered, time.perf_counter() - started
             if time.perf_counter() - started > 120:
                 raise RuntimeError(f"group processing not complete after 120 s: {status}")
             time.sleep(0.01)
@@ -109,8 +111,11 @@ def run(backend: str, url: str, *, quick: bool, console: Console) -> list[Row]:
     with servers.licensedesk_server(url) as base:
         create_s, ids = _create_users(base, scim, n)
         console.print(f"  P5 {backend}: {n} users created in {secs(create_s)}")
-        patch_s = _patch_members(base, scim, admin, ids)
-        console.print(f"  P5 {backend}: PATCH of {n} members seated in {secs(patch_s)}")
+        answered_s, patch_s = _patch_members(base, scim, admin, ids)
+        console.print(
+            f"  P5 {backend}: PATCH of {n} members answered in {secs(answered_s)},"
+            f" all seated in {secs(patch_s)}"
+        )
     rate = n / create_s
     return [
         Row(
@@ -129,6 +134,9 @@ def run(backend: str, url: str, *, quick: bool, console: Console) -> list[Row]:
             secs(patch_s),
             "<= 5 s",
             patch_s <= 5.0,
-            ["from sending the PATCH until the group license status is Complete, every member seated"],
+            [
+                "from sending the PATCH until the group license status is Complete, every member seated",
+                f"the PATCH itself answered in {secs(answered_s)}",
+            ],
         ),
     ]
