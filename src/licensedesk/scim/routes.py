@@ -77,13 +77,16 @@ async def _scim(request: Request, t: str, path: str) -> Response:
         headers=list(request.headers.items()),
         body=await request.body(),
     )
-    service = scim_service()
+    return _response(await run_in_threadpool(_answer, request, t, scim_request))
+
+
+def _answer(request: Request, t: str, scim_request: ScimRequest) -> ScimResponse:
+    """Authenticate and serve, in one worker thread (both read the database)."""
     try:
-        ctx, tenant_id = await run_in_threadpool(_caller, request, t)
-        answer = await run_in_threadpool(_serve, ctx, tenant_id, scim_request)
+        ctx, tenant_id = _caller(request, t)
+        return _serve(ctx, tenant_id, scim_request)
     except SCIMException as exc:
-        answer = service.error_response(exc)
-    return _response(answer)
+        return scim_service().error_response(exc)
 
 
 @router.api_route("/scim/v2/{t}", methods=METHODS, include_in_schema=False)
