@@ -89,11 +89,6 @@ def _answer(request: Request, t: str, scim_request: ScimRequest) -> ScimResponse
         return scim_service().error_response(exc)
 
 
-@router.api_route("/scim/v2/{t}", methods=METHODS, include_in_schema=False)
-async def scim_root(request: Request, t: str) -> Any:
-    return await _scim(request, t, "")
-
-
 @router.api_route("/scim/v2/{t}/{path:path}", methods=METHODS, include_in_schema=False)
 async def scim(request: Request, t: str, path: str) -> Any:
     """SCIM 2.0 (RFC 7644): Users, Groups, ServiceProviderConfig, Schemas, ResourceTypes."""
