@@ -38,18 +38,32 @@ def _caller(request: Request, t: str) -> tuple[Context, str]:
     except ApiError as exc:
         raise UnauthorizedException(detail=exc.detail) from exc
     ctx = app_context(request)
-    try:
-        tenant = tenancy.get_tenant(ctx, t)
-    except DomainError as exc:
-        raise NotFoundException(detail=f"tenant {t} was not found") from exc
-    if not principal.sees_tenant(tenant.id):
+    tenant_id = _tenant_id(request, ctx, t)
+    if tenant_id is None or not principal.sees_tenant(tenant_id):
         raise NotFoundException(detail=f"tenant {t} was not found")
     if not principal.may("scim"):
         raise ForbiddenException(detail="only a token with the role scim may use the SCIM endpoint")
     base = acting(ctx, principal)
     return base.as_actor(
         Actor("scim", principal.token_id or principal.id, principal.name), base.request_id
-    ), (tenant.id)
+    ), tenant_id
+
+
+def _tenant_id(request: Request, ctx: Context, ref: str) -> str | None:
+    """The id of the tenant a SCIM URL names (by id or slug). Both are immutable and tenants are never
+    deleted, so the app remembers them: an identity provider's every request names the same tenant."""
+    known: dict[str, str] | None = getattr(request.app.state, "scim_tenants", None)
+    if known is None:
+        known = request.app.state.scim_tenants = {}
+    found = known.get(ref)
+    if found is None:
+        try:
+            found = tenancy.get_tenant(ctx, ref).id
+        except DomainError:
+            return None
+        if len(known) < 100_000:
+            known[ref] = found
+    return found
 
 
 def _serve(ctx: Context, tenant_id: str, request: ScimRequest) -> ScimResponse:
