@@ -201,12 +201,15 @@ def create_user_in(
             )
     except IntegrityError as exc:
         raise Duplicate("user", "userPrincipalName or externalId", user_principal_name) from exc
-    repo.replace_terms(
+    # a new user has no terms to replace (a DELETE that finds nothing still costs an index probe)
+    repo.insert_terms(
         conn,
-        tenant_id,
-        "user",
-        user_id,
-        repo.search_terms(values["user_principal_name"], values["display_name"]),
+        [
+            {"tenant_id": tenant_id, "term": term, "rank": rank, "kind": "user", "object_id": user_id}
+            for term, rank in sorted(
+                repo.search_terms(values["user_principal_name"], values["display_name"]).items()
+            )
+        ],
     )
     audit.record(
         conn,
