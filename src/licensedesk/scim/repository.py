@@ -233,19 +233,16 @@ def user_groups(
     return out
 
 
-def kinds_of(conn: Connection, tenant_id: str, ids: Sequence[str]) -> dict[str, str]:
-    """{id: 'user' | 'group'} for the ids that name a user or a group of the tenant."""
-    out: dict[str, str] = {}
+def group_ids_among(conn: Connection, tenant_id: str, ids: Sequence[str]) -> set[str]:
+    """Which of these ids name a group of the tenant."""
+    out: set[str] = set()
     for i in range(0, len(ids), 500):
         chunk = list(ids[i : i + 500])
-        for uid in conn.execute(
-            select(users.c.id).where(users.c.tenant_id == tenant_id, users.c.id.in_(chunk))
-        ).scalars():
-            out[uid] = "user"
-        for gid in conn.execute(
-            select(groups.c.id).where(groups.c.tenant_id == tenant_id, groups.c.id.in_(chunk))
-        ).scalars():
-            out[gid] = "group"
+        out.update(
+            conn.execute(
+                select(groups.c.id).where(groups.c.tenant_id == tenant_id, groups.c.id.in_(chunk))
+            ).scalars()
+        )
     return out
 
 

@@ -271,8 +271,9 @@ class DirectoryStorage(ScimStorage):
         row = directory.create_group_in(
             conn, ctx, t, data.get("displayName") or "", external_id=data.get("externalId")
         )
-        self._set_members(row, [], data.get("members") or [])
-        repo.set_data(conn, "group", t, row.id, _group_extra(data, {}))
+        members = _members_of(resource)
+        self._set_members(row, [], members)
+        repo.set_data(conn, "group", t, row.id, _group_extra(data, members, {}))
         return self.get(resource_type, row.id)
 
     def update(
@@ -283,9 +284,9 @@ class DirectoryStorage(ScimStorage):
         expected_version: str | None = None,
     ) -> Resource[Any]:
         conn, t, ctx = self.conn, self.tenant_id, self.ctx
-        data = resource.model_dump()
         resource_id = str(resource.id)
         if resource_type.id == "User":
+            data = resource.model_dump()
             row = repo.user(conn, t, resource_id, lock=True)
             if row is None:
                 raise NotFoundException(detail=f"user {resource_id} was not found")
@@ -308,39 +309,48 @@ class DirectoryStorage(ScimStorage):
             raise NotFoundException(detail=f"group {resource_id} was not found")
         if expected_version is not None and group_version(row) != expected_version:
             raise PreconditionFailedException(detail="the group has changed since it was read")
+        # the members are read from the model, not dumped: a PATCH may carry tens of thousands
+        data = resource.model_dump(exclude={"members"})
+        members = _members_of(resource)
         directory.update_group_in(
             conn, ctx, t, row, display_name=data.get("displayName") or "", external_id=data.get("externalId")
         )
         current = repo.members(conn, t, [row.id])[row.id]
-        self._set_members(row, current, data.get("members") or [])
-        repo.set_data(conn, "group", t, row.id, _group_extra(data, {mid: name for _k, mid, name in current}))
-        return self.get(resource_type, row.id)
+        self._set_members(row, current, members)
+        repo.set_data(conn, "group", t, row.id, _group_extra(data, members, {m: n for _k, m, n in current}))
+        # the stored state is the one given, under a new version: no need to read thousands of members back
+        stored = repo.group(conn, t, row.id)
+        assert resource.meta is not None
+        resource.meta.version = group_version(stored)
+        resource.meta.last_modified = stored.updated_at.replace(tzinfo=UTC)
+        return resource
 
     def _set_members(
-        self, group: Any, current: list[tuple[str, str, str]], wanted: list[dict[str, Any]]
+        self, group: Any, current: list[tuple[str, str, str]], wanted: list[tuple[str, str | None]]
     ) -> None:
         have = {mid: kind for kind, mid, _name in current}
-        want = list(dict.fromkeys(str(m.get("value")) for m in wanted if m.get("value")))
-        if any(not m.get("value") for m in wanted):
-            raise InvalidValueException(detail="every member needs a value (the id of a user or group)")
+        want = dict.fromkeys(value for value, _display in wanted)
         new = [m for m in want if m not in have]
-        kinds = repo.kinds_of(self.conn, self.tenant_id, new)
-        unknown = [m for m in new if m not in kinds]
-        if unknown:
-            raise InvalidValueException(detail=f"member {unknown[0]} is not a user or group of this tenant")
-        gone = [m for m in have if m not in set(want)]
+        gone = [m for m in have if m not in want]
         if not new and not gone:
             return
-        directory.change_members_in(
-            self.conn,
-            self.ctx,
-            self.tenant_id,
-            group,
-            add_users=[m for m in new if kinds[m] == "user"],
-            add_groups=[m for m in new if kinds[m] == "group"],
-            remove_users=[m for m in gone if have[m] == "user"],
-            remove_groups=[m for m in gone if have[m] == "group"],
-        )
+        # ids that are no group are taken for users; the directory refuses those that are neither
+        groups_named = repo.group_ids_among(self.conn, self.tenant_id, new)
+        try:
+            directory.change_members_in(
+                self.conn,
+                self.ctx,
+                self.tenant_id,
+                group,
+                add_users=[m for m in new if m not in groups_named],
+                add_groups=[m for m in new if m in groups_named],
+                remove_users=[m for m in gone if have[m] == "user"],
+                remove_groups=[m for m in gone if have[m] == "group"],
+            )
+        except NotFound as exc:
+            raise InvalidValueException(
+                detail=f"member {exc.extra.get('id')} is not a user or group of this tenant"
+            ) from exc
 
     def delete(
         self,
@@ -400,15 +410,23 @@ def _user_extra(data: dict[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def _group_extra(data: dict[str, Any], computed: dict[str, str]) -> dict[str, Any]:
+def _members_of(resource: Any) -> list[tuple[str, str | None]]:
+    """(value, display) of the members a Group resource names."""
+    out = []
+    for member in getattr(resource, "members", None) or []:
+        if not member.value:
+            raise InvalidValueException(detail="every member needs a value (the id of a user or group)")
+        out.append((str(member.value), member.display))
+    return out
+
+
+def _group_extra(
+    data: dict[str, Any], members: list[tuple[str, str | None]], computed: dict[str, str]
+) -> dict[str, Any]:
     """The kept attributes of a group, with the member displays the client chose (those that differ from
     the name licensedesk shows anyway, so that a large group keeps a small document)."""
     extra = _extra(data, GROUP_OWN)
-    displays = {
-        str(m["value"]): str(m["display"])
-        for m in data.get("members") or []
-        if m.get("value") and m.get("display") and computed.get(str(m["value"])) != m["display"]
-    }
+    displays = {value: display for value, display in members if display and computed.get(value) != display}
     if displays:
         extra[MEMBER_DISPLAY] = displays
     return extra
