@@ -110,11 +110,17 @@ def import_users(
     seen_upns: dict[bytes, int] = {}
     seen_external: dict[bytes, int] = {}
     batch: list[Row] = []
+    analyzed_at = [0]  # users created when the planner statistics were last refreshed
 
     def flush() -> None:
         if batch:
             _write_batch(ctx, tenant_id, batch, summary, reject, dry_run)
             batch.clear()
+            # each time the import has doubled what it created, so log(n) times in all
+            if not dry_run and summary.created >= max(2 * analyzed_at[0], batch_size):
+                with ctx.db.write() as conn:
+                    repo.refresh_statistics(conn)
+                analyzed_at[0] = summary.created
         if on_progress is not None:
             on_progress(summary.rows)
 
