@@ -75,6 +75,13 @@ def _p2(backend: str, args: argparse.Namespace, console: Console) -> list[Row]:
         return p2_time_to_effect.run(backend, url, quick=args.quick, console=console)
 
 
+def _p5(backend: str, args: argparse.Namespace, console: Console) -> list[Row]:
+    from bench import p5_scim
+
+    with data.throwaway_database(backend, "p5") as url:
+        return p5_scim.run(backend, url, quick=args.quick, console=console)
+
+
 def _p6(backend: str, args: argparse.Namespace, console: Console) -> list[Row]:
     from bench import p6_memory
 
@@ -86,6 +93,7 @@ SCRIPTS: dict[str, tuple[str, Script]] = {
     "P2": ("time to effect across processes", _p2),
     "P3": ("group fan-out", _p3),
     "P4": ("directory of 1,000,000 users", _p4),
+    "P5": ("SCIM provisioning", _p5),
     "P6": ("server memory with 1,000,000 users", _p6),
 }
 

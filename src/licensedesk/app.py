@@ -139,6 +139,7 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
     from licensedesk.checks.routes import router as check_routes
     from licensedesk.directory.routes import router as directory_routes
     from licensedesk.licensing.routes import router as licensing_routes
+    from licensedesk.scim.routes import router as scim_routes
     from licensedesk.tenancy.routes import router as tenant_routes
     from licensedesk.web.portal import router as portal_routes
 
@@ -177,6 +178,7 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         check_routes,
         marketplace_routes,
         portal_routes,
+        scim_routes,
     ):
         app.include_router(router)
     if dev_issuer:

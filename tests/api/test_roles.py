@@ -50,6 +50,10 @@ DIRECTORY_WRITE = frozenset({"operator", "global_admin"})
 LICENSE_WRITE = frozenset({"operator", "global_admin", "license_admin"})
 SUBSCRIPTION_WRITE = frozenset({"operator", "global_admin", "billing_admin"})
 TOKENS = frozenset({"operator", "global_admin"})
+SCIM = frozenset({"scim"})  # not even the operator: SPEC gives the SCIM endpoint to the scim role only
+SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+SCIM_PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 
 @dataclass
@@ -69,6 +73,24 @@ class Ctx:
 
 
 Builder = Callable[[Ctx], Req]
+
+
+def _new_upn() -> str:
+    return f"scim{serial()}@contoso.com"
+
+
+def _scim_put(c: Ctx, user: dict[str, str]) -> Req:
+    return Req("PUT", f"/scim/v2/{c.t}/Users/{user['id']}", {"schemas": [SCIM_USER], "userName": user["upn"]})
+
+
+def assert_refusal(response: Any, status: int, code: str) -> None:
+    """A problem document, or on the SCIM endpoint a SCIM error document (RFC 7644 section 3.12)."""
+    if response.request.url.path.startswith("/scim/"):
+        assert response.status_code == status, response.text
+        body = response.json()
+        assert body["schemas"] == [SCIM_ERROR] and body["status"] == str(status), body
+        return
+    assert_problem(response, status, code)
 
 
 def _user(c: Ctx) -> str:
@@ -259,6 +281,30 @@ TABLE: dict[tuple[str, str], tuple[frozenset[str], Builder]] = {
             {"tenant": c.t, "users": [c.seed.user()["upn"]]},
         ),
     ),
+    # SCIM (SPEC section 4): "the tenant's SCIM endpoint only", and only the scim role; one catch-all
+    # route per method, exercised on /Users. Its refusals are SCIM error documents (RFC 7644 3.12).
+    ("GET", "/scim/v2/{t}/{path}"): (SCIM, lambda c: Req("GET", f"/scim/v2/{c.t}/Users")),
+    ("POST", "/scim/v2/{t}/{path}"): (
+        SCIM,
+        lambda c: Req("POST", f"/scim/v2/{c.t}/Users", {"schemas": [SCIM_USER], "userName": _new_upn()}, 201),
+    ),
+    ("PUT", "/scim/v2/{t}/{path}"): (
+        SCIM,
+        lambda c: _scim_put(c, c.seed.user()),
+    ),
+    ("PATCH", "/scim/v2/{t}/{path}"): (
+        SCIM,
+        lambda c: Req(
+            "PATCH",
+            f"/scim/v2/{c.t}/Users/{_user(c)}",
+            {"schemas": [SCIM_PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "X"}]},
+            204,
+        ),
+    ),
+    ("DELETE", "/scim/v2/{t}/{path}"): (
+        SCIM,
+        lambda c: Req("DELETE", f"/scim/v2/{c.t}/Users/{_user(c)}", ok=204),
+    ),
 }
 
 # Routes outside the bearer-role model, by design (their own authentication, SPEC sections 3-6).
@@ -365,7 +411,7 @@ def test_role_matrix_allows_exactly_the_roles_of_the_spec(api, world, key):
         elif r.status_code != 403:
             wrong.append(f"{role}: expected 403, got {r.status_code} {r.text[:200]}")
         else:
-            assert_problem(r, 403, "forbidden")
+            assert_refusal(r, 403, "forbidden")
     assert not wrong, f"{key[0]} {key[1]}:\n" + "\n".join(wrong)
 
 
@@ -405,6 +451,7 @@ def test_another_tenants_token_gets_404_never_403(api, world, key):
         for ref in (api.tenant, "contoso"):
             req = build(c)
             req.path = req.path.replace(f"/tenants/{api.tenant}", f"/tenants/{ref}")
+            req.path = req.path.replace(f"/scim/v2/{api.tenant}/", f"/scim/v2/{ref}/")
             if isinstance(req.json, dict) and "tenant" in req.json:
                 req.json = {**req.json, "tenant": ref}
             requests.append((role, ref, req))
@@ -415,9 +462,8 @@ def test_another_tenants_token_gets_404_never_403(api, world, key):
         if r.status_code != 404:
             wrong.append(f"fabrikam {role} on {ref}: expected 404, got {r.status_code} {r.text[:200]}")
         else:
-            body = assert_problem(r, 404, "not_found")
+            assert_refusal(r, 404, "not_found")
             assert "forbidden" not in r.text
-            assert body["status"] == 404
     assert not wrong, f"{key[0]} {key[1]}:\n" + "\n".join(wrong)
     unchanged.check(f"{key[0]} {key[1]} with fabrikam tokens")
 
@@ -535,7 +581,7 @@ def test_missing_or_garbage_credentials_get_401_with_a_challenge(api, world):
             if r.status_code != 401:
                 wrong.append(f"{where}: expected 401, got {r.status_code} {r.text[:200]}")
                 continue
-            assert_problem(r, 401, "unauthenticated")
+            assert_refusal(r, 401, "unauthenticated")
             challenge = r.headers.get("www-authenticate", "")
             if not challenge.lower().startswith("bearer"):
                 wrong.append(f"{where}: WWW-Authenticate is {challenge!r}")

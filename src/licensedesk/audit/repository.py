@@ -45,6 +45,32 @@ def insert_event(
     return event_id
 
 
+def insert_events(conn: Connection, tenant_id: str, events: list[dict[str, Any]]) -> None:
+    """Many events in one statement; each dict has the keyword arguments of insert_event."""
+    rows = [
+        {
+            "tenant_id": tenant_id,
+            "id": str(uuid.uuid4()),
+            "at": e["at"],
+            "actor_type": e["actor"][0],
+            "actor_id": e["actor"][1],
+            "actor_name": e["actor"][2],
+            "action": e["action"],
+            "target_type": e["target"][0],
+            "target_id": e["target"][1],
+            "target_name": e["target"][2],
+            "plan_id": e.get("plan_id"),
+            "details": json.dumps(e["details"], separators=(",", ":"), default=str)
+            if e.get("details")
+            else None,
+            "request_id": e.get("request_id"),
+        }
+        for e in events
+    ]
+    if rows:
+        conn.execute(insert(ae), rows)
+
+
 def insert_from_select(conn: Connection, rows: Select[Any]) -> int:
     """Set-based insert; `rows` yields the columns of audit_events in table order."""
     result = conn.execute(insert(ae).from_select([c.name for c in ae.columns], rows))

@@ -62,6 +62,37 @@ def record(
     )
 
 
+def record_many(
+    conn: Connection,
+    ctx: Context,
+    tenant_id: str,
+    events: list[tuple[str, Target, dict[str, Any] | None]],
+    *,
+    at: datetime | None = None,
+) -> None:
+    """Record many events (action, target, details) of one actor at once (bulk imports)."""
+    if not events:
+        return
+    changes.bump(conn, tenant_id)
+    when = at or ctx.clock.now()
+    actor = (ctx.actor.type, ctx.actor.id, ctx.actor.name)
+    repository.insert_events(
+        conn,
+        tenant_id,
+        [
+            {
+                "at": when,
+                "actor": actor,
+                "action": action,
+                "target": (target.type, target.id, target.name),
+                "details": details,
+                "request_id": ctx.request_id,
+            }
+            for action, target, details in events
+        ],
+    )
+
+
 def record_rows(conn: Connection, tenant_id: str, rows: Any) -> int:
     """Record many events at once from a SELECT that yields audit_events' columns in table order
     (seat changes of a group fan-out are audited set-based, one event per user)."""

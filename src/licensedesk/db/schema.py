@@ -184,6 +184,26 @@ directory_terms = Table(
     Index("ix_directory_terms_kind", "tenant_id", "kind", "term", "rank", "object_id"),
 )
 
+# The SCIM attributes of a user or group that licensedesk does not model itself (name, emails, ...), kept
+# as the identity provider sent them (JSON text) so that a SCIM read returns what was written.
+scim_user_attributes = Table(
+    "scim_user_attributes",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("user_id", primary_key=True),
+    Column("data", Text, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+)
+
+scim_group_attributes = Table(
+    "scim_group_attributes",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("group_id", primary_key=True),
+    Column("data", Text, nullable=False),
+    ForeignKeyConstraint(["tenant_id", "group_id"], ["groups.tenant_id", "groups.id"], ondelete="CASCADE"),
+)
+
 # ---------------------------------------------------------------- billing
 
 subscriptions = Table(

@@ -137,6 +137,36 @@ def users_by_refs(conn: Connection, tenant_id: str, refs: Sequence[str]) -> dict
     }
 
 
+def users_by_external_ids(conn: Connection, tenant_id: str, external_ids: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i in range(0, len(external_ids), 500):
+        chunk = list(external_ids[i : i + 500])
+        for row in conn.execute(
+            select(users).where(users.c.tenant_id == tenant_id, users.c.external_id.in_(chunk))
+        ):
+            out[row.external_id] = row
+    return out
+
+
+def insert_users(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Many users in one statement (bulk import); their search terms go with insert_terms."""
+    if rows:
+        conn.execute(insert(users), list(rows))
+
+
+def insert_terms(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(directory_terms), list(rows))
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """On PostgreSQL, tell the planner how large the directory has grown in this import: with the
+    statistics of an empty table it looks up 500 users by a scan of them all (n x n over the import)."""
+    if conn.dialect.name == "postgresql":
+        for table in (users, group_user_members, directory_terms):
+            conn.exec_driver_sql(f"ANALYZE {table.name}")
+
+
 def users_page(conn: Connection, tenant_id: str, after_upn: str | None, limit: int) -> list[Any]:
     stmt = select(users).where(users.c.tenant_id == tenant_id).order_by(users.c.upn_key).limit(limit)
     if after_upn is not None:

@@ -201,12 +201,15 @@ def create_user_in(
             )
     except IntegrityError as exc:
         raise Duplicate("user", "userPrincipalName or externalId", user_principal_name) from exc
-    repo.replace_terms(
+    # a new user has no terms to replace (a DELETE that finds nothing still costs an index probe)
+    repo.insert_terms(
         conn,
-        tenant_id,
-        "user",
-        user_id,
-        repo.search_terms(values["user_principal_name"], values["display_name"]),
+        [
+            {"tenant_id": tenant_id, "term": term, "rank": rank, "kind": "user", "object_id": user_id}
+            for term, rank in sorted(
+                repo.search_terms(values["user_principal_name"], values["display_name"]).items()
+            )
+        ],
     )
     audit.record(
         conn,
@@ -330,27 +333,31 @@ def _camel(values: dict[str, Any]) -> dict[str, Any]:
 
 def delete_user(ctx: Context, tenant_ref: str, user_ref: str) -> None:
     """Delete a user: their assignments and memberships go, and their seats are freed."""
-    from licensedesk.licensing import service as licensing
-
     with ctx.db.write() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
-        tenancy_repo.lock(conn, t)
-        user = resolve_user(conn, t, user_ref)
-        groups = repo.user_group_ids(conn, t, user.id, transitive=True)
-        direct_groups = repo.user_group_ids(conn, t, user.id, transitive=False)
-        for gid in direct_groups:
-            repo.remove_user_members(conn, t, gid, [user.id])
-        licensing.user_deleting(conn, ctx, t, user, groups)
-        audit.record(
-            conn,
-            ctx,
-            t,
-            "user.deleted",
-            audit.Target("user", user.id, user.user_principal_name),
-            details={"groups": direct_groups},
-        )
-        repo.delete_terms(conn, t, "user", user.id)
-        repo.delete_user(conn, t, user.id)
+        delete_user_in(conn, ctx, t, resolve_user(conn, t, user_ref))
+
+
+def delete_user_in(conn: Connection, ctx: Context, tenant_id: str, user: Any) -> None:
+    from licensedesk.licensing import service as licensing
+
+    t = tenant_id
+    tenancy_repo.lock(conn, t)
+    groups = repo.user_group_ids(conn, t, user.id, transitive=True)
+    direct_groups = repo.user_group_ids(conn, t, user.id, transitive=False)
+    for gid in direct_groups:
+        repo.remove_user_members(conn, t, gid, [user.id])
+    licensing.user_deleting(conn, ctx, t, user, groups)
+    audit.record(
+        conn,
+        ctx,
+        t,
+        "user.deleted",
+        audit.Target("user", user.id, user.user_principal_name),
+        details={"groups": direct_groups},
+    )
+    repo.delete_terms(conn, t, "user", user.id)
+    repo.delete_user(conn, t, user.id)
 
 
 def get_user(ctx: Context, tenant_ref: str, user_ref: str) -> User:
@@ -505,61 +512,85 @@ def update_group(
     with ctx.db.write() as conn:
         t = tenancy.resolve(conn, tenant_ref).id
         group = resolve_group(conn, t, group_id)
-        values: dict[str, Any] = {}
-        if display_name is not UNSET:
-            values["display_name"] = fields.text(display_name, "displayName", max_length=256)
-            values["name_key"] = values["display_name"].lower()[:400]
-        if description is not UNSET:
-            values["description"] = fields.text(
-                description or "", "description", max_length=1024, required=False
-            )
-        if external_id is not UNSET:
-            values["external_id"] = fields.optional_text(external_id, "externalId", max_length=200)
-            other = (
-                repo.group_by_external_id(conn, t, values["external_id"]) if values["external_id"] else None
-            )
-            if other is not None and other.id != group.id:
-                raise Duplicate("group", "externalId", values["external_id"])
-        changed = {k: v for k, v in values.items() if getattr(group, k) != v}
-        if changed:
-            now = ctx.clock.now()
-            repo.update_group(conn, t, group.id, updated_at=now, **changed)
-            if "display_name" in changed:
-                repo.replace_terms(conn, t, "group", group.id, repo.search_terms(changed["display_name"]))
-            audit.record(
+        return _group(
+            update_group_in(
                 conn,
                 ctx,
                 t,
-                "group.updated",
-                audit.Target("group", group.id, changed.get("display_name", group.display_name)),
-                details=_camel({k: v for k, v in changed.items() if k != "name_key"}),
-                at=now,
+                group,
+                display_name=display_name,
+                description=description,
+                external_id=external_id,
             )
-        return _group(repo.group(conn, t, group.id))
+        )
 
 
-def delete_group(ctx: Context, tenant_ref: str, group_id: str) -> None:
-    """Delete a group that has no licenses assigned (409 group_has_licenses otherwise)."""
-    from licensedesk.licensing import service as licensing
-
-    with ctx.db.write() as conn:
-        t = tenancy.resolve(conn, tenant_ref).id
-        tenancy_repo.lock(conn, t)
-        group = resolve_group(conn, t, group_id)
-        licensing.group_deleting(conn, ctx, t, group)
-        parents = repo.parent_ids(conn, t, group.id)
-        for parent in parents:
-            repo.remove_group_member(conn, t, parent, group.id)
-        repo.delete_terms(conn, t, "group", group.id)
-        repo.delete_group(conn, t, group.id)
+def update_group_in(
+    conn: Connection,
+    ctx: Context,
+    tenant_id: str,
+    group: Any,
+    *,
+    display_name: str = UNSET,
+    description: str = UNSET,
+    external_id: str | None = UNSET,
+) -> Any:
+    t = tenant_id
+    values: dict[str, Any] = {}
+    if display_name is not UNSET:
+        values["display_name"] = fields.text(display_name, "displayName", max_length=256)
+        values["name_key"] = values["display_name"].lower()[:400]
+    if description is not UNSET:
+        values["description"] = fields.text(description or "", "description", max_length=1024, required=False)
+    if external_id is not UNSET:
+        values["external_id"] = fields.optional_text(external_id, "externalId", max_length=200)
+        other = repo.group_by_external_id(conn, t, values["external_id"]) if values["external_id"] else None
+        if other is not None and other.id != group.id:
+            raise Duplicate("group", "externalId", values["external_id"])
+    changed = {k: v for k, v in values.items() if getattr(group, k) != v}
+    if changed:
+        now = ctx.clock.now()
+        repo.update_group(conn, t, group.id, updated_at=now, **changed)
+        if "display_name" in changed:
+            repo.replace_terms(conn, t, "group", group.id, repo.search_terms(changed["display_name"]))
         audit.record(
             conn,
             ctx,
             t,
-            "group.deleted",
-            audit.Target("group", group.id, group.display_name),
-            details={"parents": parents},
+            "group.updated",
+            audit.Target("group", group.id, changed.get("display_name", group.display_name)),
+            details=_camel({k: v for k, v in changed.items() if k != "name_key"}),
+            at=now,
         )
+    return repo.group(conn, t, group.id)
+
+
+def delete_group(ctx: Context, tenant_ref: str, group_id: str) -> None:
+    """Delete a group that has no licenses assigned (409 group_has_licenses otherwise)."""
+    with ctx.db.write() as conn:
+        t = tenancy.resolve(conn, tenant_ref).id
+        delete_group_in(conn, ctx, t, resolve_group(conn, t, group_id))
+
+
+def delete_group_in(conn: Connection, ctx: Context, tenant_id: str, group: Any) -> None:
+    from licensedesk.licensing import service as licensing
+
+    t = tenant_id
+    tenancy_repo.lock(conn, t)
+    licensing.group_deleting(conn, ctx, t, group)
+    parents = repo.parent_ids(conn, t, group.id)
+    for parent in parents:
+        repo.remove_group_member(conn, t, parent, group.id)
+    repo.delete_terms(conn, t, "group", group.id)
+    repo.delete_group(conn, t, group.id)
+    audit.record(
+        conn,
+        ctx,
+        t,
+        "group.deleted",
+        audit.Target("group", group.id, group.display_name),
+        details={"parents": parents},
+    )
 
 
 def get_group(ctx: Context, tenant_ref: str, group_id: str) -> Group:
@@ -640,16 +671,21 @@ def add_members_in(
     for member in new_groups:
         repo.add_group_member(conn, t, group.id, member.id, now)
     target = audit.Target("group", group.id, group.display_name)
-    for u in new_users:
-        audit.record(
-            conn,
-            ctx,
-            t,
-            "group.member_added",
-            target,
-            details={"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
-            at=now,
-        )
+    # one statement for many members (a SCIM PATCH or an import can add thousands)
+    audit.record_many(
+        conn,
+        ctx,
+        t,
+        [
+            (
+                "group.member_added",
+                target,
+                {"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
+            )
+            for u in new_users
+        ],
+        at=now,
+    )
     for g in new_groups:
         audit.record(
             conn,
@@ -717,16 +753,20 @@ def remove_members_in(
     now = ctx.clock.now()
     repo.remove_user_members(conn, t, group.id, [u.id for u in user_rows])
     target = audit.Target("group", group.id, group.display_name)
-    for u in user_rows:
-        audit.record(
-            conn,
-            ctx,
-            t,
-            "group.member_removed",
-            target,
-            details={"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
-            at=now,
-        )
+    audit.record_many(
+        conn,
+        ctx,
+        t,
+        [
+            (
+                "group.member_removed",
+                target,
+                {"memberType": "user", "memberId": u.id, "userPrincipalName": u.user_principal_name},
+            )
+            for u in user_rows
+        ],
+        at=now,
+    )
     if user_rows:
         licensing.membership_changed(conn, ctx, t, group.id, removed_users=[u.id for u in user_rows])
     for g in group_rows:
@@ -762,6 +802,35 @@ def remove_all_members(ctx: Context, tenant_ref: str, group_id: str) -> Membersh
             users=[i for k, i in members if k == "user"],
             groups=[i for k, i in members if k == "group"],
         )
+
+
+def change_members_in(
+    conn: Connection,
+    ctx: Context,
+    tenant_id: str,
+    group: Any,
+    *,
+    add_users: Sequence[str] = (),
+    add_groups: Sequence[str] = (),
+    remove_users: Sequence[str] = (),
+    remove_groups: Sequence[str] = (),
+) -> MembershipChange:
+    """Add and remove members of a group inside the caller's transaction (SCIM's PATCH and PUT)."""
+    tenancy_repo.lock(conn, tenant_id)
+    removed = MembershipChange([], [], [], [])
+    if remove_users or remove_groups:
+        removed = remove_members_in(conn, ctx, tenant_id, group, users=remove_users, groups=remove_groups)
+    added = MembershipChange([], [], [], [])
+    if add_users or add_groups:
+        added = add_members_in(conn, ctx, tenant_id, group, users=add_users, groups=add_groups)
+    return MembershipChange(
+        added.added_users, added.added_groups, removed.removed_users, removed.removed_groups
+    )
+
+
+def direct_member_ids(conn: Connection, tenant_id: str, group_id: str) -> list[tuple[str, str]]:
+    """Every direct member of a group as (kind, id), kind user or group."""
+    return repo.direct_members_page(conn, tenant_id, group_id, None, 10_000_000)
 
 
 def list_members(
