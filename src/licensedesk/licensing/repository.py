@@ -30,6 +30,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     tuple_,
     union_all,
     update,
@@ -401,7 +402,7 @@ def recount_group_status(
             .distinct()
             .subquery()
         )
-        row = conn.execute(
+        counts = (
             select(
                 func.count(),
                 func.count(case((lic.c.state.in_(SEATED), 1))),
@@ -416,7 +417,17 @@ def recount_group_status(
                     lic.c.user_id == members.c.user_id,
                 ),
             )
-        ).one()
+        )
+        big = conn.dialect.name == "postgresql" and (
+            conn.execute(select(func.count()).select_from(members)).scalar_one() > LARGE_BATCH
+        )
+        if big:
+            # members just added (a SCIM PATCH of thousands) have no statistics yet: the planner expects a
+            # handful and loops over the plan's licenses per member (n x n); a large group is hash-joined
+            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        row = conn.execute(counts).one()
+        if big:
+            conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
         values: dict[str, Any] = {
             "members_total": row[0],
             "members_seated": row[1],
@@ -593,14 +604,16 @@ def scope_users(conn: Connection, tenant_id: str, batch_id: str, user_ids: Itera
 def scope_from(conn: Connection, tenant_id: str, batch_id: str, user_ids: Any) -> None:
     """Add the users of a SELECT of user ids to the scope (each once, however often it names them)."""
     sub = user_ids.distinct().subquery()
-    rows = select(literal(tenant_id), literal(batch_id), sub.c.user_id).where(
-        ~exists().where(
-            work_scope.c.tenant_id == tenant_id,
-            work_scope.c.batch_id == batch_id,
-            work_scope.c.user_id == sub.c.user_id,
-        )
+    # (the WHERE keeps SQLite from reading ON CONFLICT as a join's ON)
+    rows = select(literal(tenant_id), literal(batch_id), sub.c.user_id).where(true())
+    # ON CONFLICT, not NOT EXISTS: an anti-join against the table being filled was planned (with no
+    # statistics for rows just written) as a walk over the batch's growing index per row: n x n
+    ins = (
+        insert_for(conn, work_scope)
+        .from_select(["tenant_id", "batch_id", "user_id"], rows)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "batch_id", "user_id"])
     )
-    result = conn.execute(insert(work_scope).from_select(["tenant_id", "batch_id", "user_id"], rows))
+    result = conn.execute(ins)
     refresh_statistics(conn, result.rowcount or 0, work_scope)
 
 
@@ -1222,12 +1235,13 @@ def enqueue_users_from(conn: Connection, tenant_id: str, target_id: str, user_id
 
 def enqueue_users_from_into(conn: Connection, tenant_id: str, job_id: str, user_ids: Any) -> None:
     """Add the users of a SELECT of user ids to a queued 'users' job."""
-    sub = user_ids.subquery()
-    ju = job_users
-    rows = select(literal(tenant_id), literal(job_id), sub.c.user_id).where(
-        ~exists().where(ju.c.tenant_id == tenant_id, ju.c.job_id == job_id, ju.c.user_id == sub.c.user_id)
+    sub = user_ids.distinct().subquery()
+    rows = select(literal(tenant_id), literal(job_id), sub.c.user_id).where(true())  # see scope_from
+    conn.execute(
+        insert_for(conn, job_users)
+        .from_select(["tenant_id", "job_id", "user_id"], rows)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "job_id", "user_id"])
     )
-    conn.execute(insert(ju).from_select(["tenant_id", "job_id", "user_id"], rows))
 
 
 def claim_jobs(conn: Connection, now: datetime, lease_until: datetime, token: str, batch: int) -> list[Any]:
