@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     # How often a process reads the change counters (PostgreSQL also pushes changes by NOTIFY).
     change_poll_seconds: float = 0.25
     log_level: str = "info"
+    # Outgoing webhooks: per-request timeout, attempts before a delivery is failed, and the backoff
+    # between attempts (base, doubling, capped).
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 30.0
+    webhook_backoff_max_seconds: float = 6 * 3600.0
+    webhook_lease_seconds: int = 60
+    # How often the worker applies the tenants' reclaim policies.
+    reclaim_interval_seconds: float = 3600.0
 
 
 @lru_cache(maxsize=1)
