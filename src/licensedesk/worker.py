@@ -30,6 +30,7 @@ class Worker:
         poll_seconds: float = 0.5,
         lifecycle_seconds: float = 30.0,
         lease_seconds: int = 120,
+        reclaim_seconds: float | None = None,
     ) -> None:
         self.ctx = ctx
         self.poll_seconds = poll_seconds
@@ -40,8 +41,10 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._last_lifecycle = 0.0
         self._last_optimize = 0.0
-        self._last_reclaim = 0.0
-        self.reclaim_seconds = get_settings().reclaim_interval_seconds
+        self._last_reclaim: float | None = None  # None: not yet in this process (due at once)
+        self.reclaim_seconds = (
+            get_settings().reclaim_interval_seconds if reclaim_seconds is None else reclaim_seconds
+        )
         # webhooks are sent by a thread of their own: a slow receiver never holds up the jobs
         self.webhooks = Dispatcher(ctx)
         self._webhooks_started = False
@@ -65,7 +68,7 @@ class Worker:
         if now - self._last_lifecycle >= self.lifecycle_seconds:
             self._last_lifecycle = now
             billing.advance_lifecycle(self.ctx)
-        if now - self._last_reclaim >= self.reclaim_seconds:
+        if self._last_reclaim is None or now - self._last_reclaim >= self.reclaim_seconds:
             self._last_reclaim = now
             reclaim.run_policies(self.ctx)
         if now - self._last_optimize >= 3600:
