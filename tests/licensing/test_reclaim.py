@@ -260,3 +260,30 @@ def test_bad_input_is_refused_and_changes_nothing(ctx, world, http):
         )
         assert_problem(r, status)
     unchanged.check("bad reclaim input")
+
+
+def test_the_cli_dry_run_then_apply(ctx, world, database_url, monkeypatch):
+    from typer.testing import CliRunner
+
+    from licensedesk.cli import app
+    from licensedesk.settings import get_settings
+
+    monkeypatch.setenv("LICENSEDESK_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        world.buy(2)
+        user = world.user("cli")
+        licensing.assign(ctx, world.tenant, PLAN, users=[user])
+        reclaim.set_policy(ctx, world.tenant, enabled=False, idle_days=30)
+        runner = CliRunner()
+        # the CLI runs on the real clock: the seat (claimed at START, in 2026) is long idle by now
+        dry = runner.invoke(app, ["licenses", "reclaim", "--tenant", "contoso"], catch_exceptions=False)
+        assert dry.exit_code == 0 and "dry run: 1 direct assignments" in dry.stdout and "never" in dry.stdout
+        assert world.state(user) == "Active"
+        done = runner.invoke(
+            app, ["licenses", "reclaim", "--tenant", "contoso", "--apply"], catch_exceptions=False
+        )
+        assert done.exit_code == 0 and "reclaimed 1 " in done.stdout
+        assert world.state(user) is None
+    finally:
+        get_settings.cache_clear()
