@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = 30.0
     webhook_backoff_max_seconds: float = 6 * 3600.0
     webhook_lease_seconds: int = 60
+    # Finished deliveries (and their events) are kept this long in the delivery log.
+    webhook_retention_days: float = 30.0
     # How often the worker applies the tenants' reclaim policies.
     reclaim_interval_seconds: float = 3600.0
 

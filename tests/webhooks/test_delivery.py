@@ -50,7 +50,8 @@ def deliver(ctx, policy: delivery.Policy = POLICY) -> int:
 
 
 def bodies(rec: Receiver) -> list[dict]:
-    return [json.loads(r.body) for r in rec.requests]
+    """What the receiver got, in event order (deliveries are sent a few at a time, in no set order)."""
+    return sorted((json.loads(r.body) for r in rec.requests), key=lambda b: (b["createdAt"], b["type"]))
 
 
 def endpoint(ctx, tenant: str | None, url: str, events: list[str]) -> tuple[str, str]:
@@ -302,13 +303,16 @@ def test_the_subscription_lifecycle_sends_subscription_events(ctx, clock, world,
     ]
 
 
-def test_quantity_plan_and_cancellation_events(ctx, world, receiver):
+def test_quantity_plan_and_cancellation_events(ctx, clock, world, receiver):
     endpoint(ctx, world.tenant, receiver.url, ["subscription.*"])
     sub = world.buy(2)
+    clock.advance(seconds=1)
     billing.update_subscription(ctx, world.tenant, sub, quantity=4)
+    clock.advance(seconds=1)
     with ctx.db.write() as conn:
         row = billing.repository.subscription(conn, world.tenant, sub)
         billing.change_plan_in(conn, ctx, world.tenant, row, "innofalls-charts-basic")
+    clock.advance(seconds=1)
     billing.update_subscription(ctx, world.tenant, sub, status="Cancelled", force=True)
     while deliver(ctx):
         pass
@@ -409,3 +413,24 @@ def test_a_dead_workers_lease_runs_out_and_another_worker_delivers(ctx, clock, w
     [d] = webhooks.list_deliveries(ctx, world.tenant, ep).items
     assert (d.state, d.attempts) == ("succeeded", 1)
     assert len(receiver.requests) == 1
+
+
+def test_finished_deliveries_are_forgotten_after_the_retention_pending_ones_never(
+    ctx, clock, world, receiver
+):
+    world.buy(5)
+    ep, _ = endpoint(ctx, world.tenant, receiver.url, ["license.changed"])
+    licensing.assign(ctx, world.tenant, PLAN, users=[world.user("old")])
+    assert deliver(ctx) == 1
+    receiver.answer(*[500] * 20)
+    clock.advance(days=10)
+    licensing.assign(ctx, world.tenant, PLAN, users=[world.user("stuck")])
+    assert deliver(ctx) == 1  # failed once, pending
+    assert counts(ctx) == (2, 2)
+    clock.advance(days=21)  # the first finished 31 days ago, the second is 21 days old and pending
+    assert delivery.prune(ctx, retention_days=30) == (1, 1)
+    [left] = webhooks.list_deliveries(ctx, world.tenant, ep).items
+    assert left.state == "pending" and left.attempts == 1
+    clock.advance(days=100)
+    assert delivery.prune(ctx, retention_days=30) == (0, 0)  # still pending: kept, with its event
+    assert counts(ctx) == (1, 1)

@@ -532,6 +532,7 @@ webhook_deliveries = Table(
     _at("completed_at", nullable=True),
     Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
     Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at", "id"),
+    Index("ix_webhook_deliveries_event", "tenant_id", "event_id"),
 )
 
 # A tenant's policy of reclaiming idle seats (off by default: no row means off).

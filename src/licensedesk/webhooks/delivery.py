@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ log = logging.getLogger("licensedesk.webhooks")
 
 BATCH = 16
 PARALLEL = 8
+PRUNE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,14 @@ def _attempt(
         repo.record_attempt(conn, row.tenant_id, row.id, token, **values)
 
 
+def prune(ctx: Context, *, retention_days: float | None = None) -> tuple[int, int]:
+    """Forget deliveries finished more than `retention_days` ago (LICENSEDESK_WEBHOOK_RETENTION_DAYS) and
+    the events left without deliveries. Answers (deliveries, events) removed."""
+    days = get_settings().webhook_retention_days if retention_days is None else retention_days
+    with ctx.db.write() as conn:
+        return repo.prune(conn, ctx.clock.now() - timedelta(days=days))
+
+
 class Dispatcher:
     """Delivers in a thread of its own, so that a slow receiver never holds up group processing. Woken at
     once when a transaction of this process queues deliveries; otherwise it looks every `poll_seconds`
@@ -178,9 +188,13 @@ class Dispatcher:
 
     def run_forever(self) -> None:
         client = new_client(self.policy)
+        last_prune: float | None = None
         try:
             while not self._stop.is_set():
                 try:
+                    if last_prune is None or time.monotonic() - last_prune >= PRUNE_SECONDS:
+                        last_prune = time.monotonic()
+                        prune(self.ctx)
                     busy = deliver_due(self.ctx, client=client, policy=self.policy) >= BATCH
                 except Exception:  # a database outage must not kill the dispatcher; it retries
                     log.exception("webhook delivery round failed; retrying")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, delete, insert, literal, or_, select, tuple_, update
+from sqlalchemy import Connection, Select, and_, delete, exists, insert, literal, or_, select, tuple_, update
 
 from licensedesk.db.functions import new_uuid
 from licensedesk.db.schema import SYSTEM_TENANT, webhook_deliveries, webhook_endpoints, webhook_events
@@ -224,3 +224,18 @@ def record_attempt(conn: Connection, tenant_id: str, delivery_id: str, token: st
         .values(lease_until=None, lease_token=None, **values)
     ).rowcount
     return bool(n)
+
+
+def prune(conn: Connection, before: datetime) -> tuple[int, int]:
+    """Forget finished deliveries completed before `before`, then events older than it that no delivery
+    refers to any more (pending deliveries are kept, however old). Answers (deliveries, events)."""
+    deliveries = conn.execute(
+        delete(dl).where(dl.c.state.in_([SUCCEEDED, FAILED]), dl.c.completed_at < before)
+    ).rowcount
+    events = conn.execute(
+        delete(ev).where(
+            ev.c.occurred_at < before,
+            ~exists().where(dl.c.tenant_id == ev.c.tenant_id, dl.c.event_id == ev.c.id),
+        )
+    ).rowcount
+    return deliveries or 0, events or 0

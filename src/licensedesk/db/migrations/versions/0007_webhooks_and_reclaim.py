@@ -68,6 +68,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_endpoint", "webhook_deliveries", ["endpoint_id", "created_at", "id"]
     )
+    op.create_index("ix_webhook_deliveries_event", "webhook_deliveries", ["tenant_id", "event_id"])
     op.create_table(
         "reclaim_policies",
         sa.Column("tenant_id", sa.String(length=36), nullable=False),
@@ -84,6 +85,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("reclaim_policies")
+    op.drop_index("ix_webhook_deliveries_event", table_name="webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_endpoint", table_name="webhook_deliveries")
     op.drop_index("ix_webhook_deliveries_due", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
