@@ -12,7 +12,7 @@ EventSelector = Literal[SELECTORS]  # type: ignore[valid-type]
 
 class EndpointCreate(ApiModel):
     url: str = Field(max_length=2000, description="where events are POSTed: an http(s) URL")
-    events: list[EventSelector] = Field(  # type: ignore[valid-type]
+    events: list[EventSelector] = Field(
         default=["*"],
         min_length=1,
         max_length=50,
@@ -25,7 +25,7 @@ class EndpointCreate(ApiModel):
 
 class EndpointUpdate(ApiModel):
     url: str | None = Field(default=None, max_length=2000)
-    events: list[EventSelector] | None = Field(default=None, min_length=1, max_length=50)  # type: ignore[valid-type]
+    events: list[EventSelector] | None = Field(default=None, min_length=1, max_length=50)
     description: str | None = Field(default=None, max_length=500)
     enabled: bool | None = None
 
