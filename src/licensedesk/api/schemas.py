@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -25,8 +34,20 @@ def _to_naive_utc(value: datetime) -> datetime:
 
 
 UtcDateTime = Annotated[datetime, PlainSerializer(_utc_text, return_type=str, when_used="json")]
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic's lax mode reads a number (or a numeric string) as Unix time: the API documents date-time
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("give the time in ISO 8601, e.g. 2026-11-27T12:00:00Z")
+    return value
+
+
 # an incoming time: any ISO-8601 form; a time without a zone is taken as UTC
-InstantIn = Annotated[datetime, Field(strict=False), AfterValidator(_to_naive_utc)]
+InstantIn = Annotated[
+    datetime, Field(strict=False), BeforeValidator(_iso_only), AfterValidator(_to_naive_utc)
+]
 
 
 def _refuse_nul(value: Any) -> None:
