@@ -138,10 +138,13 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
     from licensedesk.checks.routes import dev_router
     from licensedesk.checks.routes import router as check_routes
     from licensedesk.directory.routes import router as directory_routes
+    from licensedesk.licensing.reclaim_routes import router as reclaim_routes
     from licensedesk.licensing.routes import router as licensing_routes
     from licensedesk.scim.routes import router as scim_routes
     from licensedesk.tenancy.routes import router as tenant_routes
     from licensedesk.web.portal import router as portal_routes
+    from licensedesk.webhooks.routes import global_router as global_webhook_routes
+    from licensedesk.webhooks.routes import router as webhook_routes
 
     @app.get("/v1/health", tags=["operations"])
     def health() -> dict[str, str]:
@@ -179,6 +182,9 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         marketplace_routes,
         portal_routes,
         scim_routes,
+        webhook_routes,
+        global_webhook_routes,
+        reclaim_routes,
     ):
         app.include_router(router)
     if dev_issuer:

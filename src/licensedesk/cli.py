@@ -303,6 +303,52 @@ def licenses_idle(
     out.print(table)
 
 
+@licenses_app.command("reclaim")
+def licenses_reclaim(
+    tenant: str = typer.Option(..., "--tenant"),
+    days: int | None = typer.Option(
+        None, "--days", min=1, help="idle for more days (dry run only; default: the policy's idleDays)"
+    ),
+    apply: bool = typer.Option(False, "--apply", help="reclaim now, with the tenant's policy"),
+) -> None:
+    """Direct assignments idle for more than N days: a dry run by default, --apply reclaims them (only
+    direct assignments; licenses held through groups are never touched)."""
+    from licensedesk.licensing import reclaim
+
+    ctx = open_context()
+    if apply:
+        if days is not None:
+            err.print(
+                "[red]error[/red]: --apply uses the tenant's policy; set its idleDays instead of --days"
+            )
+            raise typer.Exit(2)
+        result = _run(reclaim.run, ctx, tenant)
+        items, days_used = result.items, result.idle_days
+        title = f"reclaimed {result.reclaimed} direct assignments idle for more than {days_used} days"
+    else:
+        items, cursor = [], None
+        while True:
+            days_used, page = _run(reclaim.preview, ctx, tenant, idle_days=days, cursor=cursor, limit=1000)
+            items.extend(page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        title = f"dry run: {len(items)} direct assignments idle for more than {days_used} days"
+    table = Table(title=title)
+    for col in ("plan", "user", "state", "claimed", "last used", "keeps it through groups"):
+        table.add_column(col)
+    for c in items:
+        table.add_row(
+            c.plan_id,
+            c.user["userPrincipalName"],
+            c.state,
+            c.claimed_at.isoformat(),
+            c.last_used_at.isoformat() if c.last_used_at else "never",
+            "yes" if c.also_through_groups else "",
+        )
+    out.print(table)
+
+
 # ---------------------------------------------------------------- audit
 
 

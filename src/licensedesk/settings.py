@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     # portal's session cookies are signed with a key derived from secret_key, or kept in the database.
     portal_client_id: str = "licensedesk-portal"
     portal_client_secret: str = ""
+    # Outgoing webhooks: per-request timeout, attempts before a delivery is failed, and the backoff
+    # between attempts (base, doubling, capped).
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 30.0
+    webhook_backoff_max_seconds: float = 6 * 3600.0
+    webhook_lease_seconds: int = 60
+    # Finished deliveries (and their events) are kept this long in the delivery log.
+    webhook_retention_days: float = 30.0
+    # How often the worker applies the tenants' reclaim policies.
+    reclaim_interval_seconds: float = 3600.0
 
 
 @lru_cache(maxsize=1)

@@ -14,8 +14,10 @@ from collections.abc import Callable
 
 from licensedesk.billing import service as billing
 from licensedesk.context import Context
-from licensedesk.licensing import processing
+from licensedesk.licensing import processing, reclaim
 from licensedesk.licensing import service as licensing
+from licensedesk.settings import get_settings
+from licensedesk.webhooks.delivery import Dispatcher
 
 log = logging.getLogger("licensedesk.worker")
 
@@ -28,6 +30,7 @@ class Worker:
         poll_seconds: float = 0.5,
         lifecycle_seconds: float = 30.0,
         lease_seconds: int = 120,
+        reclaim_seconds: float | None = None,
     ) -> None:
         self.ctx = ctx
         self.poll_seconds = poll_seconds
@@ -38,6 +41,13 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._last_lifecycle = 0.0
         self._last_optimize = 0.0
+        self._last_reclaim: float | None = None  # None: not yet in this process (due at once)
+        self.reclaim_seconds = (
+            get_settings().reclaim_interval_seconds if reclaim_seconds is None else reclaim_seconds
+        )
+        # webhooks are sent by a thread of their own: a slow receiver never holds up the jobs
+        self.webhooks = Dispatcher(ctx)
+        self._webhooks_started = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -58,6 +68,9 @@ class Worker:
         if now - self._last_lifecycle >= self.lifecycle_seconds:
             self._last_lifecycle = now
             billing.advance_lifecycle(self.ctx)
+        if self._last_reclaim is None or now - self._last_reclaim >= self.reclaim_seconds:
+            self._last_reclaim = now
+            reclaim.run_policies(self.ctx)
         if now - self._last_optimize >= 3600:
             self._last_optimize = now
             self.ctx.db.optimize()
@@ -65,6 +78,9 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker started")
+        if not self._webhooks_started:
+            self._webhooks_started = True
+            self.webhooks.start()
         while not self._stop.is_set():
             try:
                 self.tick()
@@ -86,6 +102,8 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._webhooks_started:
+            self.webhooks.stop(timeout)
 
 
 class Periodic:

@@ -107,6 +107,25 @@ def _token_id(c: Ctx) -> str:
     return c.seed.token("reader")[0]
 
 
+HOOK = "https://vendor.example/hooks/licensedesk"
+
+
+def _endpoint(c: Ctx, *, tenant: bool = True) -> str:
+    from licensedesk.webhooks import service as webhooks
+
+    return webhooks.create_endpoint(c.seed.ctx, c.t if tenant else None, HOOK)[0].id
+
+
+def _delivery(c: Ctx, *, tenant: bool = True) -> tuple[str, str]:
+    """An endpoint with one delivery (of a license change) in its log."""
+    from licensedesk.webhooks import service as webhooks
+
+    endpoint = _endpoint(c, tenant=tenant)
+    _assigned_user(c)
+    log = webhooks.list_deliveries(c.seed.ctx, c.t if tenant else None, endpoint).items
+    return endpoint, log[0].id
+
+
 # (method, path template) -> (roles allowed, a builder of a valid request that reaches the handler)
 TABLE: dict[tuple[str, str], tuple[frozenset[str], Builder]] = {
     # tenants
@@ -271,6 +290,81 @@ TABLE: dict[tuple[str, str], tuple[frozenset[str], Builder]] = {
     ("DELETE", "/v1/tenants/{t}/tokens/{id}"): (
         TOKENS,
         lambda c: Req("DELETE", f"/v1/tenants/{c.t}/tokens/{_token_id(c)}", ok=204),
+    ),
+    # outgoing webhooks (issue 7): a tenant's endpoints are "everything in the tenant" to write; readers
+    # read them and their delivery logs (no secret is ever listed); global endpoints are the operator's
+    ("GET", "/v1/tenants/{t}/webhooks"): (READ, lambda c: Req("GET", f"/v1/tenants/{c.t}/webhooks")),
+    ("POST", "/v1/tenants/{t}/webhooks"): (
+        TENANT_WRITE,
+        lambda c: Req("POST", f"/v1/tenants/{c.t}/webhooks", {"url": HOOK}, 201),
+    ),
+    ("GET", "/v1/tenants/{t}/webhooks/{id}"): (
+        READ,
+        lambda c: Req("GET", f"/v1/tenants/{c.t}/webhooks/{_endpoint(c)}"),
+    ),
+    ("PATCH", "/v1/tenants/{t}/webhooks/{id}"): (
+        TENANT_WRITE,
+        lambda c: Req("PATCH", f"/v1/tenants/{c.t}/webhooks/{_endpoint(c)}", {"description": "x"}),
+    ),
+    ("DELETE", "/v1/tenants/{t}/webhooks/{id}"): (
+        TENANT_WRITE,
+        lambda c: Req("DELETE", f"/v1/tenants/{c.t}/webhooks/{_endpoint(c)}", ok=204),
+    ),
+    ("POST", "/v1/tenants/{t}/webhooks/{id}/rotate-secret"): (
+        TENANT_WRITE,
+        lambda c: Req("POST", f"/v1/tenants/{c.t}/webhooks/{_endpoint(c)}/rotate-secret"),
+    ),
+    ("GET", "/v1/tenants/{t}/webhooks/{id}/deliveries"): (
+        READ,
+        lambda c: Req("GET", f"/v1/tenants/{c.t}/webhooks/{_endpoint(c)}/deliveries"),
+    ),
+    ("POST", "/v1/tenants/{t}/webhooks/{id}/deliveries/{delivery_id}/redeliver"): (
+        TENANT_WRITE,
+        lambda c: (
+            lambda e, d: Req("POST", f"/v1/tenants/{c.t}/webhooks/{e}/deliveries/{d}/redeliver", ok=202)
+        )(*_delivery(c)),
+    ),
+    ("GET", "/v1/webhooks"): (OP, lambda c: Req("GET", "/v1/webhooks")),
+    ("POST", "/v1/webhooks"): (OP, lambda c: Req("POST", "/v1/webhooks", {"url": HOOK}, 201)),
+    ("GET", "/v1/webhooks/{id}"): (OP, lambda c: Req("GET", f"/v1/webhooks/{_endpoint(c, tenant=False)}")),
+    ("PATCH", "/v1/webhooks/{id}"): (
+        OP,
+        lambda c: Req("PATCH", f"/v1/webhooks/{_endpoint(c, tenant=False)}", {"enabled": False}),
+    ),
+    ("DELETE", "/v1/webhooks/{id}"): (
+        OP,
+        lambda c: Req("DELETE", f"/v1/webhooks/{_endpoint(c, tenant=False)}", ok=204),
+    ),
+    ("POST", "/v1/webhooks/{id}/rotate-secret"): (
+        OP,
+        lambda c: Req("POST", f"/v1/webhooks/{_endpoint(c, tenant=False)}/rotate-secret"),
+    ),
+    ("GET", "/v1/webhooks/{id}/deliveries"): (
+        OP,
+        lambda c: Req("GET", f"/v1/webhooks/{_endpoint(c, tenant=False)}/deliveries"),
+    ),
+    ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver"): (
+        OP,
+        lambda c: (lambda e, d: Req("POST", f"/v1/webhooks/{e}/deliveries/{d}/redeliver", ok=202))(
+            *_delivery(c, tenant=False)
+        ),
+    ),
+    # reclaiming idle seats (issue 7): the policy and running it are the global admin's; the dry run reads
+    ("GET", "/v1/tenants/{t}/reclaim/policy"): (
+        READ,
+        lambda c: Req("GET", f"/v1/tenants/{c.t}/reclaim/policy"),
+    ),
+    ("PUT", "/v1/tenants/{t}/reclaim/policy"): (
+        TENANT_WRITE,
+        lambda c: Req("PUT", f"/v1/tenants/{c.t}/reclaim/policy", {"enabled": False, "idleDays": 60}),
+    ),
+    ("GET", "/v1/tenants/{t}/reclaim/preview"): (
+        READ,
+        lambda c: Req("GET", f"/v1/tenants/{c.t}/reclaim/preview"),
+    ),
+    ("POST", "/v1/tenants/{t}/reclaim/run"): (
+        TENANT_WRITE,
+        lambda c: Req("POST", f"/v1/tenants/{c.t}/reclaim/run"),
     ),
     # the vendor's batch check (SPEC section 3): "with an operator or tenant token"; it reads licenses
     ("POST", "/v1/licensing/{productId}/check"): (

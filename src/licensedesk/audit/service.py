@@ -16,6 +16,7 @@ from licensedesk.audit import repository
 from licensedesk.context import Context
 from licensedesk.db import changes
 from licensedesk.pagination import Page, check_limit, decode_cursor, encode_cursor
+from licensedesk.webhooks import outbox
 
 
 @dataclass(frozen=True)
@@ -49,17 +50,22 @@ def record(
     at: datetime | None = None,
 ) -> str:
     changes.bump(conn, tenant_id)
-    return repository.insert_event(
+    at = at or ctx.clock.now()
+    target_row = (target.type, target.id, target.name) if target else (None, None, None)
+    event_id = repository.insert_event(
         conn,
         tenant_id,
-        at=at or ctx.clock.now(),
+        at=at,
         actor=(ctx.actor.type, ctx.actor.id, ctx.actor.name),
         action=action,
-        target=(target.type, target.id, target.name) if target else (None, None, None),
+        target=target_row,
         plan_id=plan_id,
         details=details,
         request_id=ctx.request_id,
     )
+    # the webhooks' outbox, in this same transaction
+    outbox.audited(conn, tenant_id, action, target_row, plan_id, details, at)
+    return event_id
 
 
 def record_many(
@@ -97,7 +103,10 @@ def record_rows(conn: Connection, tenant_id: str, rows: Any) -> int:
     """Record many events at once from a SELECT that yields audit_events' columns in table order
     (seat changes of a group fan-out are audited set-based, one event per user)."""
     changes.bump(conn, tenant_id)
-    return repository.insert_from_select(conn, rows)
+    n = repository.insert_from_select(conn, rows)
+    if n:
+        outbox.license_rows(conn, tenant_id, rows)  # the webhooks' outbox, in this same transaction
+    return n
 
 
 def _event(row: Any) -> AuditEvent:

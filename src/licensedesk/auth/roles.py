@@ -41,6 +41,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "tokens.manage": frozenset({GLOBAL_ADMIN}),
     "licensing.check": _READERS,  # the vendor's batch check with a tenant token
     "scim": frozenset({SCIM}),
+    # outgoing webhooks: readers see endpoints and delivery logs (never a secret); global ones: operator
+    "webhooks.read": _READERS,
+    "webhooks.write": frozenset({GLOBAL_ADMIN}),
+    "webhooks.global": frozenset(),
+    # reclaiming idle seats: setting the policy and running it (the dry run is licenses.read)
+    "reclaim.write": frozenset({GLOBAL_ADMIN}),
 }
 
 

@@ -312,6 +312,31 @@ _CAMEL = {
 }
 
 
+def subscription_snapshot(conn: Connection, tenant_id: str, subscription_id: str) -> dict[str, Any] | None:
+    """A subscription as outgoing webhooks carry it (camelCase, UTC times)."""
+    row = repository.subscription(conn, tenant_id, subscription_id)
+    if row is None:
+        return None
+    s = _subscription(row)
+
+    def utc(value: datetime | None) -> str | None:
+        return value.isoformat(timespec="microseconds") + "Z" if value is not None else None
+
+    return {
+        "id": s.id,
+        "planId": s.plan_id,
+        "quantity": s.quantity,
+        "status": s.status,
+        "trial": s.trial,
+        "trialEndsAt": utc(s.trial_ends_at),
+        "termEndsAt": utc(s.term_ends_at),
+        "autoRenew": s.auto_renew,
+        "source": s.source,
+        "externalId": s.external_id,
+        "createdAt": utc(s.created_at),
+    }
+
+
 def get_subscription(ctx: Context, tenant_ref: str, subscription_id: str) -> Subscription:
     with ctx.db.read() as conn:
         t = tenancy.resolve(conn, tenant_ref).id

@@ -531,5 +531,77 @@ portal_keys = Table(
     _at("created_at"),
 )
 
+# ---------------------------------------------------------------- webhooks and reclaiming (issue 7)
+
+# Outgoing webhook endpoints. Global ones (every tenant's events, the operator's) live under SYSTEM_TENANT.
+# The secret signs deliveries (HMAC), so it is kept as it is, not hashed; the API shows it once.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("id", primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("events", Text, nullable=False),  # JSON list: "license.changed", "subscription.*", "*" ...
+    Column("description", String(500), nullable=False, server_default=""),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    _at("created_at"),
+    _at("updated_at"),
+)
+
+# The transactional outbox: one row per event, written by the transaction that made the change (and only
+# when an endpoint wants it). `origin` marks the rows of one recording call (set-based inserts).
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("id", primary_key=True),
+    Column("type", String(64), nullable=False),
+    _at("occurred_at"),
+    _id("origin"),
+    Column("plan_id", String(63), nullable=True),
+    Column("subject_id", String(200), nullable=True),
+    Column("subject_name", String(320), nullable=True),
+    Column("cause", String(64), nullable=True),  # the audit action behind the event
+    Column("data", Text, nullable=True),  # JSON text
+    Index("ix_webhook_events_origin", "tenant_id", "origin"),
+)
+
+# One delivery of one event to one endpoint, retried with backoff; `tenant_id` is the event's tenant.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("id", primary_key=True),
+    _id("event_id"),
+    _id("endpoint_tenant_id"),
+    _id("endpoint_id"),
+    Column("state", String(16), nullable=False),  # pending | succeeded | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _at("next_attempt_at", nullable=True),
+    _at("lease_until", nullable=True),
+    Column("lease_token", String(36), nullable=True),
+    _at("last_attempt_at", nullable=True),
+    Column("last_response_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    _at("created_at"),
+    _at("completed_at", nullable=True),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at", "id"),
+    Index("ix_webhook_deliveries_event", "tenant_id", "event_id"),
+)
+
+# A tenant's policy of reclaiming idle seats (off by default: no row means off).
+reclaim_policies = Table(
+    "reclaim_policies",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("idle_days", Integer, nullable=False),
+    _at("updated_at"),
+    _at("last_run_at", nullable=True),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
+)
+
 # Catalog changes and other events that belong to no tenant are audited under this id.
 SYSTEM_TENANT = "00000000-0000-0000-0000-000000000000"
