@@ -1025,6 +1025,22 @@ def test_no_answer_of_assign_is_contradicted_by_processing(w, ctx):
     assert [u["state"] for u in answer.users] == [w.state(ann)]
 
 
+def test_a_named_user_also_in_a_named_group_keeps_the_state_assign_answered(w, ctx):
+    """Found by the machine: a user named in a partial assign together with a group they are a member of
+    claims at the group's grant time, tied with the group's other members (ordered by id) — the answer
+    said Active, the group's processing then gave the seats to members with smaller ids. A named member
+    now comes first among those ties, and the group reserves only the seats left."""
+    w.buy(2)
+    a, b, c = sorted(w.users("m", 3))
+    g = w.group("Sales", users=[a, b, c])
+    answer = licensing.assign(ctx, w.tenant, PLAN, users=[c], groups=[g], allow_partial=True)
+    assert [u["state"] for u in answer.users] == ["Active"]
+    assert w.overview().available == 0
+    w.drain()
+    assert w.states([c, a, b]) == ["Active", "Active", "Error"]
+    assert (w.overview().assigned, w.overview().waiting, w.overview().reserved) == (2, 1, 0)
+
+
 def test_a_dry_run_changes_nothing_even_for_a_plan_without_a_pool(w, ctx):
     """SPEC: "With dryRun: true nothing changes" — not even the Licenses row of a plan never used."""
     ann = w.user("ann")

@@ -261,7 +261,8 @@ direct_assignments = Table(
     _id("user_id", primary_key=True),
     _at("assigned_at"),
     # the tie-break among equal claim times: NULL is the user's own id; a reassigned assignment carries the
-    # key of the user it came from, so `to` takes `from`'s place in claim order (SPEC section 1)
+    # key of the user it came from, so `to` takes `from`'s place in claim order (SPEC section 1); '' comes
+    # first (a user named in an assign that also names a group they are in, see licensing.assign_in)
     Column("claim_key", String(CLAIM_KEY_LENGTH), nullable=True),
     ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
     ForeignKeyConstraint(["plan_id"], ["plans.id"]),

@@ -655,6 +655,18 @@ def clear_batch(conn: Connection, tenant_id: str, batch_id: str, *, keep_scope: 
         conn.execute(delete(t).where(t.c.tenant_id == tenant_id, t.c.batch_id == batch_id))
 
 
+def unscope_users(conn: Connection, tenant_id: str, batch_id: str, user_ids: Sequence[str]) -> set[str]:
+    """Take these users out of the scope; answers those of them that were in it."""
+    if not user_ids:
+        return set()
+    s = work_scope
+    in_batch = and_(s.c.tenant_id == tenant_id, s.c.batch_id == batch_id, s.c.user_id.in_(list(user_ids)))
+    found = set(conn.execute(select(s.c.user_id).where(in_batch)).scalars())
+    if found:
+        conn.execute(delete(s).where(in_batch))
+    return found
+
+
 def count_needing_seat(conn: Connection, tenant_id: str, plan_id: str, batch_id: str) -> int:
     """Active users of the scope who do not hold a seat of the plan (SPEC: needed)."""
     s = work_scope

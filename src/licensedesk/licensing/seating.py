@@ -84,7 +84,8 @@ def seat(
 ) -> dict[str, str]:
     """The state of every holder. `reservations` are (accepted_at, seats) of queued group work."""
     ordered = sorted(
-        (h for h in holders if h.active), key=lambda h: (h.claim_at, h.claim_key or h.user_id, h.user_id)
+        (h for h in holders if h.active),
+        key=lambda h: (h.claim_at, h.user_id if h.claim_key is None else h.claim_key, h.user_id),
     )
     states: dict[str, str] = {}
     for index, holder in enumerate(ordered, start=1):

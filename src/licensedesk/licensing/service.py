@@ -243,7 +243,11 @@ def assign_in(
             at=now,
         )
     # the groups' seats are reserved first: their members' claims (at `now`) come before the named users'
+    # (at `now` + 1 us); named users who are members of one of these groups come first of all (see below),
+    # so the seats they need are not the groups' to reserve
     queued_ids = {g.id for g in new_groups}
+    named_members: set[str] = set()  # users named in the request who are also members of a new group
+    queued_groups: list[tuple[str, int]] = []
     for gid in group_ids:
         if gid not in queued_ids:
             continue
@@ -252,17 +256,34 @@ def assign_in(
         else:
             batch = repo.new_batch()
             repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
+            # users named in the request are seated by it below, not by the group's job
+            named_members |= repo.unscope_users(conn, t, batch, user_ids)
             group_needed = repo.count_needing_seat(conn, t, plan.id, batch)
             repo.clear_batch(conn, t, batch)
+        queued_groups.append((gid, group_needed))
+    named_first = 0
+    if named_members:
+        batch = repo.new_batch()
+        repo.scope_users(conn, t, batch, named_members)
+        named_first = repo.count_needing_seat(conn, t, plan.id, batch)
+        repo.clear_batch(conn, t, batch)
+    for gid, group_needed in queued_groups:
         job_id = repo.enqueue_job(conn, t, "group_plan", gid, now, plan_id=plan.id)
-        repo.reserve(conn, t, plan.id, job_id, now, min(group_needed, _pool_available(conn, t, plan.id)))
+        free = max(0, _pool_available(conn, t, plan.id) - named_first)
+        repo.reserve(conn, t, plan.id, job_id, now, min(group_needed, free))
     if queued_ids:
         _jobs_queued(conn)
 
     already = repo.direct_user_ids(conn, t, plan.id, user_ids)
     new_users = [u for u in dict((u.id, u) for u in user_rows).values() if u.id not in already]
     direct_at = now + timedelta(microseconds=1)
-    repo.insert_direct(conn, t, plan.id, [u.id for u in new_users], direct_at)
+    # A named user who is also a member of a group of this request claims at `now` through the group, tied
+    # with the group's members, whose job decides later: the empty claim key puts the named ones first
+    # among those ties, so the state answered now is the state the job leaves (SPEC: no answer of assign
+    # is contradicted by processing).
+    first = [u.id for u in new_users if u.id in named_members]
+    repo.insert_direct(conn, t, plan.id, first, direct_at, claim_key="")
+    repo.insert_direct(conn, t, plan.id, [u.id for u in new_users if u.id not in named_members], direct_at)
     for u in new_users:
         audit.record(
             conn,
@@ -386,7 +407,8 @@ def reassign(ctx: Context, tenant_ref: str, plan_id: str, from_ref: str, to_ref:
         moved = repo.direct_assignment(conn, t, plan.id, src.id)
         repo.delete_direct(conn, t, plan.id, [src.id])
         # `to` takes `from`'s place in claim order: its grant time, and its tie-break among equal times
-        repo.insert_direct(conn, t, plan.id, [dst.id], moved.assigned_at, claim_key=moved.claim_key or src.id)
+        key = src.id if moved.claim_key is None else moved.claim_key
+        repo.insert_direct(conn, t, plan.id, [dst.id], moved.assigned_at, claim_key=key)
         audit.record(
             conn,
             ctx,
