@@ -922,7 +922,7 @@ def test_the_engine_matches_a_from_scratch_recomputation(ctx, monkeypatch):
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=25,
+            max_examples=int(os.environ.get("LICENSEDESK_SM_EXAMPLES", "25")),
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -1049,3 +1049,72 @@ def test_a_dry_run_changes_nothing_even_for_a_plan_without_a_pool(w, ctx):
     assert snapshot(ctx, w.tenant) == before
     with pytest.raises(NotFound):
         licensing.license_overview(ctx, w.tenant, BASIC)
+
+
+def test_a_user_named_while_their_groups_work_is_queued_takes_a_seat_it_reserved(w, ctx):
+    """Found by the machine: a group's assignment reserves seats for its members; one of them, named
+    directly before the group's work ran, was counted as needing a seat as well — the answer refused the
+    other named user the last free seat (Error), and processing then seated them (Active). The member's
+    seat is the reservation's: not needed, and taken from it now."""
+    w.buy(4)
+    a, b, c = w.users("m", 3)
+    other = w.user("other")
+    g = w.group("Sales", users=[a, b, c])
+    licensing.assign(ctx, w.tenant, PLAN, groups=[g])
+    assert w.overview().reserved == 3
+    answer = licensing.assign(ctx, w.tenant, PLAN, users=[a, other], allow_partial=True)
+    assert (answer.needed, answer.available) == (1, 1)
+    assert [u["state"] for u in answer.users] == ["Active", "Active"]
+    assert (w.overview().reserved, w.overview().available) == (2, 0)
+    w.drain()
+    assert w.states([a, b, c, other]) == ["Active"] * 4
+    assert (w.overview().assigned, w.overview().waiting, w.overview().reserved) == (4, 0, 0)
+
+
+def test_a_user_named_while_a_partial_groups_work_is_queued_comes_first_among_its_members(w, ctx):
+    """The group's work reserved fewer seats than its members need: a member named directly before it ran
+    comes first among the members tied on the group's grant time, so the state answered is the one
+    processing leaves, whatever the ids."""
+    w.buy(2)
+    low, mid, high = sorted(w.users("m", 3))
+    g = w.group("Sales", users=[low, mid, high])
+    licensing.assign(ctx, w.tenant, PLAN, groups=[g], allow_partial=True)
+    assert w.overview().reserved == 2
+    answer = licensing.assign(ctx, w.tenant, PLAN, users=[high])
+    assert (answer.needed, answer.available) == (0, 0)
+    assert [u["state"] for u in answer.users] == ["Active"]
+    w.drain()
+    assert w.states([high, low, mid]) == ["Active", "Active", "Error"]
+    assert (w.overview().assigned, w.overview().waiting, w.overview().reserved) == (2, 1, 0)
+
+
+def test_groups_sharing_members_in_one_assign_reserve_each_member_once(w, ctx):
+    """Found by the machine: two groups of one request with members in common (one nested in the other)
+    each reserved seats for the common members, so the request's named user, counted after them, was
+    answered Error, and processing then seated everyone."""
+    w.buy(4)
+    x, y, z, named = w.users("u", 4)
+    inner = w.group("Inner", users=[x, y])
+    outer = w.group("Outer", users=[z], groups=[inner])
+    answer = licensing.assign(ctx, w.tenant, PLAN, users=[named], groups=[inner, outer])
+    assert (answer.needed, answer.available) == (4, 4)
+    assert [u["state"] for u in answer.users] == ["Active"]
+    assert w.overview().reserved == 3
+    w.drain()
+    assert w.states([x, y, z, named]) == ["Active"] * 4
+
+
+def test_a_group_assigned_while_its_members_earlier_group_work_is_queued_reserves_no_seat_twice(w, ctx):
+    """A second group sharing members with a group whose work is still queued: the shared members' seats
+    are the first work's; they are neither needed again nor reserved twice."""
+    w.buy(3)
+    x, y, z = w.users("u", 3)
+    first = w.group("First", users=[x, y])
+    second = w.group("Second", users=[y, z])
+    licensing.assign(ctx, w.tenant, PLAN, groups=[first])
+    answer = licensing.assign(ctx, w.tenant, PLAN, groups=[second])
+    assert (answer.needed, answer.available) == (1, 1)
+    assert w.overview().reserved == 3
+    w.drain()
+    assert w.states([x, y, z]) == ["Active"] * 3
+    assert (w.overview().assigned, w.overview().reserved) == (3, 0)

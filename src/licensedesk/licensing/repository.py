@@ -686,6 +686,101 @@ def count_needing_seat(conn: Connection, tenant_id: str, plan_id: str, batch_id:
     ).scalar_one()
 
 
+def _pending_claims(tenant_id: str, plan_id: str, user_col: Any, before: datetime | None = None) -> Any:
+    """(user_id, claim time) of the active users of `user_col` who have a group source of the plan but no
+    license row yet (their group's work is queued), with the claim time that work will give them; only
+    sources granted before `before` when given."""
+    m = group_user_members
+    c = group_closure
+    g = group_assignments
+    u = users
+    lic = licenses
+    granted = func.min(greatest(g.c.assigned_at, m.c.added_at, c.c.joined_at))
+    q = (
+        select(u.c.id.label("user_id"), greatest(granted, u.c.activated_at).label("claim_at"))
+        .select_from(u)
+        .join(m, and_(m.c.tenant_id == u.c.tenant_id, m.c.user_id == u.c.id))
+        .join(c, and_(c.c.tenant_id == m.c.tenant_id, c.c.descendant_id == m.c.group_id))
+        .join(
+            g, and_(g.c.tenant_id == c.c.tenant_id, g.c.group_id == c.c.ancestor_id, g.c.plan_id == plan_id)
+        )
+        .where(
+            u.c.tenant_id == tenant_id,
+            u.c.id.in_(user_col),
+            u.c.active.is_(True),
+            ~exists().where(lic.c.tenant_id == tenant_id, lic.c.plan_id == plan_id, lic.c.user_id == u.c.id),
+        )
+        .group_by(u.c.id, u.c.activated_at)
+    )
+    if before is not None:
+        q = q.where(g.c.assigned_at < before, m.c.added_at < before, c.c.joined_at < before)
+    return q
+
+
+def pending_group_claims(
+    conn: Connection, tenant_id: str, plan_id: str, user_ids: Sequence[str]
+) -> dict[str, datetime]:
+    """Of these users, those whose group work is queued: each one's claim time as that work will give it."""
+    if not user_ids:
+        return {}
+    rows = conn.execute(_pending_claims(tenant_id, plan_id, list(user_ids))).all()
+    return {r.user_id: _as_datetime(r.claim_at) for r in rows}
+
+
+def pending_claims_in_scope(
+    conn: Connection, tenant_id: str, plan_id: str, batch_id: str
+) -> dict[datetime, int]:
+    """How many users of the scope have a claim through queued group work, per claim time."""
+    s = work_scope
+    scope = select(s.c.user_id).where(s.c.tenant_id == tenant_id, s.c.batch_id == batch_id)
+    pending = _pending_claims(tenant_id, plan_id, scope).subquery()
+    rows = conn.execute(select(pending.c.claim_at, func.count()).group_by(pending.c.claim_at)).all()
+    return {_as_datetime(at): int(n) for at, n in rows}
+
+
+def unscope_pending(conn: Connection, tenant_id: str, plan_id: str, batch_id: str, before: datetime) -> None:
+    """Take out of the scope the users with a claim through group work queued before `before`: the seats
+    they need are that work's (reserved then), not the new work's."""
+    s = work_scope
+    scope = select(s.c.user_id).where(s.c.tenant_id == tenant_id, s.c.batch_id == batch_id)
+    pending = _pending_claims(tenant_id, plan_id, scope, before).subquery()
+    conn.execute(
+        delete(s).where(
+            s.c.tenant_id == tenant_id, s.c.batch_id == batch_id, s.c.user_id.in_(select(pending.c.user_id))
+        )
+    )
+
+
+def take_reserved_seats(
+    conn: Connection, tenant_id: str, plan_id: str, accepted_at: datetime, seats: int
+) -> None:
+    """Seats of the reservations accepted at `accepted_at` taken now by users the queued work would have
+    seated (they were named directly before it ran): the reservations and the pool's count shrink."""
+    r = seat_reservations
+    rows = conn.execute(
+        select(r.c.id, r.c.seats)
+        .where(
+            r.c.tenant_id == tenant_id, r.c.plan_id == plan_id, r.c.accepted_at == accepted_at, r.c.seats > 0
+        )
+        .order_by(r.c.id)
+    ).all()
+    taken = 0
+    for row in rows:
+        n = min(row.seats, seats - taken)
+        if n <= 0:
+            break
+        conn.execute(
+            update(r).where(r.c.tenant_id == tenant_id, r.c.id == row.id).values(seats=r.c.seats - n)
+        )
+        taken += n
+    if taken:
+        conn.execute(
+            update(pools)
+            .where(pools.c.tenant_id == tenant_id, pools.c.plan_id == plan_id)
+            .values(reserved=pools.c.reserved - taken)
+        )
+
+
 # ---------------------------------------------------------------- recomputation
 
 

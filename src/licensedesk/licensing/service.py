@@ -7,7 +7,8 @@ will need are reserved at once, so a later request never takes a seat an earlier
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -165,6 +166,19 @@ def _check_targets(users: Sequence[str], groups: Sequence[str]) -> None:
         raise ValidationFailed("at most 10000 users and groups at once", field="users")
 
 
+def _reserved_by_time(conn: Connection, t: str, plan_id: str) -> dict[datetime, int]:
+    reserved: Counter[datetime] = Counter()
+    for accepted_at, seats in repo.reservations(conn, t, plan_id):
+        reserved[accepted_at] += seats
+    return {at: n for at, n in reserved.items() if n > 0}
+
+
+def _covered(reserved: dict[datetime, int], wanting: Mapping[datetime, int]) -> dict[datetime, int]:
+    """Of the users with queued claims (counted per claim time), how many the queued work reserved seats
+    for, per time: up to the seats reserved then."""
+    return {at: min(n, reserved[at]) for at, n in wanting.items() if at in reserved}
+
+
 def assign(
     ctx: Context,
     tenant_ref: str,
@@ -218,7 +232,15 @@ def assign_in(
         repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
     needed = repo.count_needing_seat(conn, t, plan.id, batch)
     available = _pool_available(conn, t, plan.id)
+    # Users whose group work is still queued already have a claim: the seats it reserved for them are
+    # theirs, so they are not `needed` (SPEC: available and needed count the claims accepted but not yet
+    # processed); those named here take those seats now instead of the queued work taking them later.
+    reserved = _reserved_by_time(conn, t, plan.id)
+    if reserved:
+        needed -= sum(_covered(reserved, repo.pending_claims_in_scope(conn, t, plan.id, batch)).values())
     repo.clear_batch(conn, t, batch)
+    pending = repo.pending_group_claims(conn, t, plan.id, user_ids)
+    named_covered = _covered(reserved, Counter(pending.values())) if reserved else {}
     ok = needed <= available
     result = AssignResult(plan.id, needed, available, ok, dry_run=dry_run)
     if dry_run:
@@ -248,23 +270,29 @@ def assign_in(
     queued_ids = {g.id for g in new_groups}
     named_members: set[str] = set()  # users named in the request who are also members of a new group
     queued_groups: list[tuple[str, int]] = []
-    for gid in group_ids:
-        if gid not in queued_ids:
-            continue
-        if len(group_ids) == 1 and not user_ids:
-            group_needed = needed  # the one group is the whole scope counted above
-        else:
-            batch = repo.new_batch()
-            repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
-            # users named in the request are seated by it below, not by the group's job
-            named_members |= repo.unscope_users(conn, t, batch, user_ids)
-            group_needed = repo.count_needing_seat(conn, t, plan.id, batch)
-            repo.clear_batch(conn, t, batch)
-        queued_groups.append((gid, group_needed))
-    named_first = 0
-    if named_members:
+    if len(group_ids) == 1 and not user_ids and not reserved and group_ids[0] in queued_ids:
+        queued_groups.append((group_ids[0], needed))  # the one group is the whole scope counted above
+    elif queued_ids:
+        # each new group reserves for the members not counted already: not those named in the request
+        # (seated by it below), not those of an earlier group of the request, not those whose seats earlier
+        # queued work reserved
         batch = repo.new_batch()
-        repo.scope_users(conn, t, batch, named_members)
+        counted = 0
+        for gid in group_ids:
+            if gid not in queued_ids:
+                continue
+            repo.scope_from(conn, t, batch, directory.transitive_user_ids_select(t, gid))
+            named_members |= repo.unscope_users(conn, t, batch, user_ids)
+            if reserved:
+                repo.unscope_pending(conn, t, plan.id, batch, now)
+            scope_needing = repo.count_needing_seat(conn, t, plan.id, batch)
+            queued_groups.append((gid, scope_needing - counted))
+            counted = scope_needing
+        repo.clear_batch(conn, t, batch)
+    named_first = 0
+    if named_members - pending.keys():
+        batch = repo.new_batch()
+        repo.scope_users(conn, t, batch, named_members - pending.keys())
         named_first = repo.count_needing_seat(conn, t, plan.id, batch)
         repo.clear_batch(conn, t, batch)
     for gid, group_needed in queued_groups:
@@ -281,9 +309,13 @@ def assign_in(
     # with the group's members, whose job decides later: the empty claim key puts the named ones first
     # among those ties, so the state answered now is the state the job leaves (SPEC: no answer of assign
     # is contradicted by processing).
-    first = [u.id for u in new_users if u.id in named_members]
+    # The same holds for a named user whose group work is queued: first among that work's ties, so within
+    # the seats it reserved, which shrink by the seats such users take now.
+    first = [u.id for u in new_users if u.id in named_members or u.id in pending]
     repo.insert_direct(conn, t, plan.id, first, direct_at, claim_key="")
-    repo.insert_direct(conn, t, plan.id, [u.id for u in new_users if u.id not in named_members], direct_at)
+    repo.insert_direct(conn, t, plan.id, [u.id for u in new_users if u.id not in first], direct_at)
+    for accepted_at, seats in named_covered.items():
+        repo.take_reserved_seats(conn, t, plan.id, accepted_at, seats)
     for u in new_users:
         audit.record(
             conn,
