@@ -115,6 +115,9 @@ def create_app(
     app.state.settings = settings
     app.state.jwks = JwksCache()
     app.state.api_limiter = RateLimiter(settings.api_rate_per_credential, settings.api_burst_per_credential)
+    app.state.scim_limiter = RateLimiter(
+        settings.scim_rate_per_credential, settings.scim_burst_per_credential
+    )
     app.state.auth_failures = RateLimiter(settings.auth_failures_per_address, settings.auth_failures_burst)
     app.state.worker = worker
     app.state.checker = checker
@@ -171,6 +174,9 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     for router in (
+        # first: an identity provider's sync sends thousands of SCIM requests in a row, and routes are
+        # matched in order (its paths cannot shadow any other route's)
+        scim_routes,
         tenant_routes,
         catalog_routes,
         billing_routes,
@@ -181,7 +187,6 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         check_routes,
         marketplace_routes,
         portal_routes,
-        scim_routes,
         webhook_routes,
         global_webhook_routes,
         reclaim_routes,

@@ -26,23 +26,27 @@ def insert_event(
 ) -> str:
     event_id = str(uuid.uuid4())
     conn.execute(
-        insert(ae).values(
-            tenant_id=tenant_id,
-            id=event_id,
-            at=at,
-            actor_type=actor[0],
-            actor_id=actor[1],
-            actor_name=actor[2],
-            action=action,
-            target_type=target[0],
-            target_id=target[1],
-            target_name=target[2],
-            plan_id=plan_id,
-            details=json.dumps(details, separators=(",", ":"), default=str) if details else None,
-            request_id=request_id,
-        )
+        _INSERT_EVENT,  # one statement object: SQLAlchemy compiles it once (every change is audited)
+        {
+            "tenant_id": tenant_id,
+            "id": event_id,
+            "at": at,
+            "actor_type": actor[0],
+            "actor_id": actor[1],
+            "actor_name": actor[2],
+            "action": action,
+            "target_type": target[0],
+            "target_id": target[1],
+            "target_name": target[2],
+            "plan_id": plan_id,
+            "details": json.dumps(details, separators=(",", ":"), default=str) if details else None,
+            "request_id": request_id,
+        },
     )
     return event_id
+
+
+_INSERT_EVENT = insert(ae)
 
 
 def insert_events(conn: Connection, tenant_id: str, events: list[dict[str, Any]]) -> None:

@@ -18,6 +18,11 @@ from licensedesk.db import changes
 from licensedesk.pagination import Page, check_limit, decode_cursor, encode_cursor
 from licensedesk.webhooks import outbox
 
+# Changes that cannot change any run-time check's answer (a new user holds no license), so they do not
+# bump the tenant's change counter: every writer of a tenant takes that row's lock, and a directory sync
+# creating thousands of users would queue on it for nothing.
+NO_CHECK_EFFECT = frozenset({"user.created"})
+
 
 @dataclass(frozen=True)
 class Target:
@@ -49,7 +54,8 @@ def record(
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> str:
-    changes.bump(conn, tenant_id)
+    if action not in NO_CHECK_EFFECT:
+        changes.bump(conn, tenant_id)
     at = at or ctx.clock.now()
     target_row = (target.type, target.id, target.name) if target else (None, None, None)
     event_id = repository.insert_event(
@@ -79,7 +85,8 @@ def record_many(
     """Record many events (action, target, details) of one actor at once (bulk imports)."""
     if not events:
         return
-    changes.bump(conn, tenant_id)
+    if any(action not in NO_CHECK_EFFECT for action, _t, _d in events):
+        changes.bump(conn, tenant_id)
     when = at or ctx.clock.now()
     actor = (ctx.actor.type, ctx.actor.id, ctx.actor.name)
     repository.insert_events(

@@ -8,8 +8,9 @@ one write lock up front instead of failing on upgrade; PostgreSQL writers lock t
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,14 @@ class Database:
         self.url = normalize_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
+        # SQLite has one write lock per database. Writers of this process queue for it here, where the
+        # next one wakes as soon as it is free, rather than in SQLite's busy handler, which polls with
+        # sleeps of up to 100 ms (other processes still queue there). Re-entrant, so a nested write
+        # behaves as it did without it.
+        self._write_lock: Any = None
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url, echo=echo)
+            self._write_lock = threading.RLock()
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url,
@@ -55,7 +62,7 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction. Callbacks registered with `after_commit` run once it has committed."""
         callbacks: list[Callable[[], None]] = []
-        with self.engine.connect() as conn:
+        with self._write_lock or nullcontext(), self.engine.connect() as conn:
             conn = conn.execution_options(licensedesk_write=True)
             conn.info["after_commit"] = callbacks
             conn.info["transaction"] = {}  # state of this one transaction (the connection is pooled)

@@ -80,8 +80,18 @@ def delete_terms(conn: Connection, tenant_id: str, kind: str, object_id: str) ->
 # ---------------------------------------------------------------- users
 
 
-def insert_user(conn: Connection, **values: Any) -> None:
-    conn.execute(insert(users).values(**values))
+def insert_user(conn: Connection, **values: Any) -> Any:
+    """Insert a user; answers the stored row, or None when a unique value (userPrincipalName, externalId)
+    is taken (nothing is inserted then, and the transaction goes on)."""
+    stmt = _INSERT_USER.get(conn.dialect.name)
+    if stmt is None:  # one statement object per dialect: SQLAlchemy compiles it once
+        stmt = _INSERT_USER[conn.dialect.name] = (
+            insert_for(conn, users).on_conflict_do_nothing().returning(*users.c)
+        )
+    return conn.execute(stmt, values).first()
+
+
+_INSERT_USER: dict[str, Any] = {}
 
 
 def update_user(conn: Connection, tenant_id: str, user_id: str, **values: Any) -> None:

@@ -183,24 +183,23 @@ def create_user_in(
     if not isinstance(active, bool):
         raise ValidationFailed("active must be true or false", field="active")
     values = _user_values(user_principal_name, display_name, external_id)
-    _check_unique_user(conn, tenant_id, values, None)
     now = ctx.clock.now()
     user_id = str(uuid.uuid4())
-    try:
-        with conn.begin_nested():
-            repo.insert_user(
-                conn,
-                tenant_id=tenant_id,
-                id=user_id,
-                active=active,
-                # the floor of claims only moves on a reactivation (a new user has no older source anyway)
-                activated_at=repo.EPOCH,
-                created_at=now,
-                updated_at=now,
-                **values,
-            )
-    except IntegrityError as exc:
-        raise Duplicate("user", "userPrincipalName or externalId", user_principal_name) from exc
+    # the unique indexes refuse a duplicate; only then is it looked up, to say which value is taken
+    row = repo.insert_user(
+        conn,
+        tenant_id=tenant_id,
+        id=user_id,
+        active=active,
+        # the floor of claims only moves on a reactivation (a new user has no older source anyway)
+        activated_at=repo.EPOCH,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
+    if row is None:
+        _check_unique_user(conn, tenant_id, values, None)
+        raise Duplicate("user", "userPrincipalName or externalId", user_principal_name)
     # a new user has no terms to replace (a DELETE that finds nothing still costs an index probe)
     repo.insert_terms(
         conn,
@@ -224,7 +223,7 @@ def create_user_in(
         },
         at=now,
     )
-    return repo.user(conn, tenant_id, user_id)
+    return row
 
 
 def update_user(
