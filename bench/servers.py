@@ -56,6 +56,7 @@ def licensedesk_server(database_url: str, **env: str) -> Iterator[str]:
         "LICENSEDESK_CHECK_RATE_PER_TOKEN": "1e9",
         "LICENSEDESK_CHECK_RATE_PER_ADDRESS": "1e9",
         "LICENSEDESK_API_RATE_PER_CREDENTIAL": "1e9",
+        "LICENSEDESK_SCIM_RATE_PER_CREDENTIAL": "1e9",
         **env,
     }
     proc = subprocess.Popen(

@@ -29,6 +29,7 @@ for _limit in (
     "CHECK_RATE_PER_TOKEN",
     "CHECK_RATE_PER_ADDRESS",
     "API_RATE_PER_CREDENTIAL",
+    "SCIM_RATE_PER_CREDENTIAL",
     "AUTH_FAILURES_PER_ADDRESS",
 ):
     os.environ.setdefault(f"LICENSEDESK_{_limit}", "0")

@@ -30,13 +30,17 @@ class Settings(BaseSettings):
     # Rate limits (requests per second, and the burst allowed at once; a rate of 0 turns a limit off),
     # per server process. The run-time check: per user token, and per client address for requests that
     # must validate a token (cache misses: bad or new tokens). The API: per credential (API token or
-    # signed-in admin), and failed sign-ins per client address.
+    # signed-in admin; SCIM tokens apart), and failed sign-ins per client address.
     check_rate_per_token: float = 20.0
     check_burst_per_token: float = 100.0
     check_rate_per_address: float = 200.0
     check_burst_per_address: float = 1000.0
     api_rate_per_credential: float = 100.0
     api_burst_per_credential: float = 1000.0
+    # SCIM tokens (an identity provider's provisioning, which creates users one request each): their own,
+    # higher limit, so a full sync runs at the rate the service sustains (P5: >= 300 users/s)
+    scim_rate_per_credential: float = 1000.0
+    scim_burst_per_credential: float = 10000.0
     auth_failures_per_address: float = 1.0
     auth_failures_burst: float = 20.0
     # The admin portal's OIDC client at tenants' identity providers (authorization code + PKCE); the

@@ -85,6 +85,8 @@ def limited(ctx, database_url) -> Iterator[dict[str, Any]]:
         check_burst_per_address=4,
         api_rate_per_credential=1,
         api_burst_per_credential=3,
+        scim_rate_per_credential=1,
+        scim_burst_per_credential=6,
         auth_failures_per_address=1,
         auth_failures_burst=3,
     )
@@ -94,6 +96,7 @@ def limited(ctx, database_url) -> Iterator[dict[str, Any]]:
         app.state.checker.token_limiter,
         app.state.checker.address_limiter,
         app.state.api_limiter,
+        app.state.scim_limiter,
         app.state.auth_failures,
     ):
         limiter.clock = t
@@ -106,6 +109,7 @@ def limited(ctx, database_url) -> Iterator[dict[str, Any]]:
             "token": lambda upn: checker.mint_dev_token(w.tenant, upn, PRODUCT),
             "reader": auth.create_token(ctx, "reader", tenant_ref=w.tenant)[1],
             "admin": auth.create_token(ctx, "global_admin", tenant_ref=w.tenant)[1],
+            "scim": auth.create_token(ctx, "scim", tenant_ref=w.tenant)[1],
         }
 
 
@@ -148,6 +152,22 @@ def test_the_api_is_limited_per_credential(limited):
     assert client.get(path, headers=bearer(limited["admin"])).status_code == 200
     limited["time"].now += 1.0
     assert client.get(path, headers=bearer(limited["reader"])).status_code == 200
+
+
+def test_a_scim_token_has_its_own_higher_limit(limited):
+    """An identity provider's sync creates users one request each: SCIM tokens are limited apart from the
+    API's credentials, with their own (higher) burst."""
+    client, tenant = limited["client"], limited["tenant"]
+    path = f"/scim/v2/{tenant}/Users"
+    for _ in range(6):  # past the API's burst of 3
+        assert client.get(path, headers=bearer(limited["scim"])).status_code == 200
+    over = client.get(path, headers=bearer(limited["scim"]))
+    assert over.status_code == 429
+    assert int(over.headers["retry-after"]) >= 1
+    # the API's credentials are counted apart
+    assert client.get(f"/v1/tenants/{tenant}/licenses", headers=bearer(limited["admin"])).status_code == 200
+    limited["time"].now += 1.0
+    assert client.get(path, headers=bearer(limited["scim"])).status_code == 200
 
 
 def test_an_address_presenting_bad_tokens_must_wait_and_changes_nothing(limited):

@@ -16,7 +16,7 @@ from licensedesk.api.middleware import request_id_var
 from licensedesk.api.problems import ApiError
 from licensedesk.auth import oidc
 from licensedesk.auth import service as auth
-from licensedesk.auth.roles import Principal
+from licensedesk.auth.roles import SCIM, Principal
 from licensedesk.context import Actor, Context
 from licensedesk.errors import NotFound
 from licensedesk.ratelimit import RateLimited, RateLimiter
@@ -67,7 +67,10 @@ def authenticate(request: Request) -> Principal:
         if failures is not None:
             failures.hit(address)
         raise _unauthenticated("the token is not valid")
-    limiter: RateLimiter | None = getattr(request.app.state, "api_limiter", None)
+    scim_only = principal.roles == frozenset({SCIM})
+    limiter: RateLimiter | None = getattr(
+        request.app.state, "scim_limiter" if scim_only else "api_limiter", None
+    )
     if limiter is not None and (wait := limiter.hit((principal.kind, principal.id))):
         raise RateLimited(wait, "too many requests with this credential; try again later")
     request.state.principal = principal
