@@ -16,6 +16,7 @@ from licensedesk.billing import service as billing
 from licensedesk.context import Context
 from licensedesk.licensing import processing, reclaim
 from licensedesk.licensing import service as licensing
+from licensedesk.logs import FailureStreak
 from licensedesk.settings import get_settings
 from licensedesk.webhooks.delivery import Dispatcher
 
@@ -81,11 +82,13 @@ class Worker:
         if not self._webhooks_started:
             self._webhooks_started = True
             self.webhooks.start()
+        streak = FailureStreak(log, "worker loop")
         while not self._stop.is_set():
             try:
                 self.tick()
+                streak.succeeded()
             except Exception:  # a database outage must not kill the worker; it retries
-                log.exception("worker loop failed; retrying")
+                streak.failed()
                 self._stop.wait(self.poll_seconds)
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
@@ -115,6 +118,7 @@ class Periodic:
         self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._streak = FailureStreak(log, name)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_seconds):
@@ -123,8 +127,9 @@ class Periodic:
     def _once(self) -> None:
         try:
             self.fn()
+            self._streak.succeeded()
         except Exception:  # a failed flush is retried on the next round; the process keeps serving
-            log.exception("%s failed; retrying", self.name)
+            self._streak.failed()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)

@@ -22,6 +22,7 @@ import httpx
 
 from licensedesk import __version__
 from licensedesk.context import Context
+from licensedesk.logs import FailureStreak
 from licensedesk.settings import Settings, get_settings
 from licensedesk.webhooks import events, outbox, signing
 from licensedesk.webhooks import repository as repo
@@ -189,6 +190,7 @@ class Dispatcher:
     def run_forever(self) -> None:
         client = new_client(self.policy)
         last_prune: float | None = None
+        streak = FailureStreak(log, "webhook delivery round")
         try:
             while not self._stop.is_set():
                 try:
@@ -196,8 +198,9 @@ class Dispatcher:
                         last_prune = time.monotonic()
                         prune(self.ctx)
                     busy = deliver_due(self.ctx, client=client, policy=self.policy) >= BATCH
+                    streak.succeeded()
                 except Exception:  # a database outage must not kill the dispatcher; it retries
-                    log.exception("webhook delivery round failed; retrying")
+                    streak.failed()
                     busy = False
                 if busy:
                     continue
