@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
@@ -154,10 +154,12 @@ def _mount_routes(app: FastAPI, *, dev_issuer: bool) -> None:
         """Liveness: the process answers."""
         return {"status": "ok", "version": __version__}
 
+    # (the endpoints read the app from the request: FastAPI caches endpoints by identity for the life of
+    # the process, so one that closed over `app` would keep every app ever made alive)
     @app.get("/v1/ready", tags=["operations"], responses={503: {"description": "not ready"}})
-    def ready() -> Any:
+    def ready(request: Request) -> Any:
         """Readiness: the database answers and its schema is current."""
-        ctx: Context = app.state.ctx
+        ctx: Context = request.app.state.ctx
         try:
             with ctx.db.read() as conn:
                 conn.execute(text("SELECT 1"))

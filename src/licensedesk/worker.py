@@ -101,6 +101,7 @@ class Worker:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        licensing.off_jobs_queued(self.wake)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

@@ -47,6 +47,12 @@ def on_jobs_queued(listener: Any) -> None:
     _wake_listeners.append(listener)
 
 
+def off_jobs_queued(listener: Any) -> None:
+    """Forget a listener registered with on_jobs_queued (a stopped worker)."""
+    if listener in _wake_listeners:
+        _wake_listeners.remove(listener)
+
+
 def _jobs_queued(conn: Connection) -> None:
     for listener in list(_wake_listeners):
         after_commit(conn, listener)

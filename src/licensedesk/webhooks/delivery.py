@@ -215,6 +215,7 @@ class Dispatcher:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        outbox.off_events_queued(self.wake)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

@@ -27,6 +27,12 @@ def on_events_queued(listener: Callable[[], None]) -> None:
     _listeners.append(listener)
 
 
+def off_events_queued(listener: Callable[[], None]) -> None:
+    """Forget a listener registered with on_events_queued (a stopped dispatcher)."""
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
 def queued(conn: Connection) -> None:
     for listener in list(_listeners):
         after_commit(conn, listener)
