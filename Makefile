@@ -17,8 +17,13 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/licensedesk serve --demo
 
+# Two processes run the suite (most tests wait on servers, browsers and databases, not on the CPU); the
+# tests marked `serial`, which assert a bound in time, run alone afterwards.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m serial $(PYTEST_ARGS)
 	$(MAKE) test-js
 
 # The JavaScript client (clients/js) with Node's own test runner; it has no dependencies to install.

@@ -24,6 +24,8 @@ from tests.world import PLAN, make_world
 
 BIN = Path(sys.executable).parent / "licensedesk"
 
+pytestmark = pytest.mark.serial  # "within 1 s" holds the machine to a bound in time
+
 
 def start(url: str, port: int) -> subprocess.Popen[bytes]:
     env = {

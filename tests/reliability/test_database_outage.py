@@ -49,7 +49,7 @@ from tests.conftest import require_postgres
 from tests.reliability.tcp_proxy import CuttableProxy
 from tests.world import PLAN, make_world
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 BIN = Path(sys.executable).parent / "licensedesk"
 JS_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "js" / "index.js"
