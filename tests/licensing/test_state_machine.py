@@ -1118,3 +1118,21 @@ def test_a_group_assigned_while_its_members_earlier_group_work_is_queued_reserve
     w.drain()
     assert w.states([x, y, z]) == ["Active"] * 3
     assert (w.overview().assigned, w.overview().reserved) == (3, 0)
+
+
+def test_reassigning_to_a_user_whose_group_work_is_queued_frees_the_seat_it_reserved(w, ctx):
+    """`to` takes `from`'s seat; the seat that `to`'s queued group work had reserved for it is free again,
+    so a later assign is not refused a seat that processing then leaves free."""
+    w.buy(3)
+    x, a, b, y = w.users("u", 4)
+    licensing.assign(ctx, w.tenant, PLAN, users=[x])
+    g = w.group("Sales", users=[a, b])
+    licensing.assign(ctx, w.tenant, PLAN, groups=[g])
+    assert w.overview().available == 0
+    moved = licensing.reassign(ctx, w.tenant, PLAN, x, a)
+    assert moved.to_user["state"] == "Active"
+    assert (w.overview().reserved, w.overview().available) == (1, 1)
+    answer = licensing.assign(ctx, w.tenant, PLAN, users=[y], allow_partial=True)
+    assert [u["state"] for u in answer.users] == ["Active"]
+    w.drain()
+    assert w.states([a, b, y, x]) == ["Active", "Active", "Active", None]

@@ -447,6 +447,12 @@ def reassign(ctx: Context, tenant_ref: str, plan_id: str, from_ref: str, to_ref:
         # `to` takes `from`'s place in claim order: its grant time, and its tie-break among equal times
         key = src.id if moved.claim_key is None else moved.claim_key
         repo.insert_direct(conn, t, plan.id, [dst.id], moved.assigned_at, claim_key=key)
+        # a `to` whose group work is queued had a seat reserved by it: taking `from`'s seat now, it needs
+        # that one no more (or a later assign would be refused a seat processing then leaves free)
+        pending = repo.pending_group_claims(conn, t, plan.id, [dst.id])
+        reserved = _reserved_by_time(conn, t, plan.id) if pending else {}
+        for accepted_at, seats in _covered(reserved, Counter(pending.values())).items():
+            repo.take_reserved_seats(conn, t, plan.id, accepted_at, seats)
         audit.record(
             conn,
             ctx,
