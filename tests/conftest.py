@@ -33,6 +33,9 @@ for _limit in (
     "AUTH_FAILURES_PER_ADDRESS",
 ):
     os.environ.setdefault(f"LICENSEDESK_{_limit}", "0")
+# The suite's webhook receivers listen on loopback, which webhooks may not reach unless allowed;
+# tests/webhooks/test_addresses.py checks the refusal with it off.
+os.environ.setdefault("LICENSEDESK_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", "1")
 
 PG_URL = os.environ.get("LICENSEDESK_TEST_POSTGRES_URL")
 REQUIRE_ALL = os.environ.get("LICENSEDESK_REQUIRE_ALL_BACKENDS") == "1"

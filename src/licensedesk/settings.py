@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = 30.0
     webhook_backoff_max_seconds: float = 6 * 3600.0
     webhook_lease_seconds: int = 60
+    # Webhooks go to public addresses only (no loopback, private, link-local...); 1 allows private ones
+    webhook_allow_private_addresses: bool = False
     # Finished deliveries (and their events) are kept this long in the delivery log.
     webhook_retention_days: float = 30.0
     # How often the worker applies the tenants' reclaim policies.

@@ -25,7 +25,13 @@ from tests.webhooks.receiver import Receiver
 from tests.world import PLAN, World, make_world
 
 START = datetime(2026, 3, 1, 9, 0, 0)
-POLICY = delivery.Policy(timeout_seconds=5, max_attempts=4, backoff_seconds=30, backoff_max_seconds=100)
+POLICY = delivery.Policy(
+    timeout_seconds=5,
+    max_attempts=4,
+    backoff_seconds=30,
+    backoff_max_seconds=100,
+    allow_private_addresses=True,  # the receiver listens on loopback
+)
 
 
 @pytest.fixture

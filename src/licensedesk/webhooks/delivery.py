@@ -24,7 +24,7 @@ from licensedesk import __version__
 from licensedesk.context import Context
 from licensedesk.logs import FailureStreak
 from licensedesk.settings import Settings, get_settings
-from licensedesk.webhooks import events, outbox, signing
+from licensedesk.webhooks import addresses, events, outbox, signing
 from licensedesk.webhooks import repository as repo
 
 log = logging.getLogger("licensedesk.webhooks")
@@ -43,6 +43,7 @@ class Policy:
     backoff_seconds: float = 30.0
     backoff_max_seconds: float = 6 * 3600.0
     lease_seconds: int = 60
+    allow_private_addresses: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Policy:
@@ -53,6 +54,7 @@ class Policy:
             s.webhook_backoff_seconds,
             s.webhook_backoff_max_seconds,
             s.webhook_lease_seconds,
+            s.webhook_allow_private_addresses,
         )
 
     def backoff(self, attempts: int) -> timedelta:
@@ -79,10 +81,24 @@ def new_client(policy: Policy) -> httpx.Client:
     )
 
 
-def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> Attempt:
+def _post(
+    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], *, allow_private: bool = False
+) -> Attempt:
+    target = httpx.URL(url)
+    extensions: dict[str, Any] = {}
+    if not allow_private:
+        # to the address checked here, not to whatever the name resolves to when httpx connects
+        try:
+            address = addresses.resolve(target.host, target.port or (443 if target.scheme == "https" else 80))
+        except addresses.AddressNotAllowed as exc:
+            return Attempt(None, f"address not allowed: {exc}"[:500])
+        headers = {**headers, "Host": target.netloc.decode("ascii")}
+        if target.scheme == "https":
+            extensions["sni_hostname"] = target.host  # the certificate is checked against the name
+        target = target.copy_with(host=address)
     try:
         # streamed and closed unread: a receiver's answer body is never downloaded
-        with client.stream("POST", url, content=body, headers=headers) as response:
+        with client.stream("POST", target, content=body, headers=headers, extensions=extensions) as response:
             code = response.status_code
         return Attempt(code, None if 200 <= code < 300 else f"HTTP {code}")
     except httpx.HTTPError as exc:
@@ -136,7 +152,7 @@ def _attempt(
             "X-Licensedesk-Event-Type": event.type,
             "X-Licensedesk-Delivery-Id": row.id,
         }
-        result = _post(client, endpoint.url, body, headers)
+        result = _post(client, endpoint.url, body, headers, allow_private=policy.allow_private_addresses)
         attempts = row.attempts + 1
         if not result.ok:
             log.info(

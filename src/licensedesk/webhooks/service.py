@@ -22,8 +22,9 @@ from licensedesk.context import Context
 from licensedesk.db.schema import SYSTEM_TENANT
 from licensedesk.errors import Conflict, NotFound, ValidationFailed
 from licensedesk.pagination import Page, check_limit, decode_cursor, encode_cursor
+from licensedesk.settings import get_settings
 from licensedesk.tenancy import service as tenancy
-from licensedesk.webhooks import events, signing
+from licensedesk.webhooks import addresses, events, signing
 from licensedesk.webhooks import repository as repo
 
 MAX_URL = 2000
@@ -117,6 +118,11 @@ def check_url(value: Any) -> str:
         raise ValidationFailed("url must not carry credentials; the signature authenticates", field="url")
     if port == 0:
         raise ValidationFailed("url has an invalid port", field="url")
+    why = None if get_settings().webhook_allow_private_addresses else addresses.refusal(parts.hostname)
+    if why:
+        raise ValidationFailed(
+            f"url must name a public host ({why}); webhooks are sent from licensedesk's servers", field="url"
+        )
     return value
 
 
