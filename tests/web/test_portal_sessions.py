@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from licensedesk.auth import service as auth
-from licensedesk.db.schema import portal_sign_in_links
+from licensedesk.db.schema import portal_sessions, portal_sign_in_links
 from licensedesk.licensing import service as licensing
 from licensedesk.web import sessions
 from tests.web.conftest import csrf
@@ -113,6 +113,39 @@ def test_sign_out_needs_the_csrf_token_and_ends_the_session(portal):
     assert c.get("/admin/licenses").status_code == 303
     audit = portal.signed_in("reader").get("/admin/audit?action=admin.signed_out").text
     assert "admin.signed_out" in audit
+
+
+def test_a_copy_of_the_cookie_stops_working_when_its_session_signs_out(portal):
+    c = portal.signed_in("global_admin")
+    copy = portal.client()
+    copy.cookies.set(sessions.COOKIE, c.cookies[sessions.COOKIE], path="/admin")
+    assert copy.get("/admin/licenses").status_code == 200
+    other = portal.signed_in("global_admin")  # another session of the same token lives on
+    token = csrf(c.get("/admin/licenses").text)
+    assert c.post("/admin/sign-out", data={"csrf_token": token}).status_code == 303
+    for page in ("/admin/licenses", "/admin/users", PLAN_URL):
+        answer = copy.get(page)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/admin/sign-in"), page
+    before = licensing.license_overview(portal.ctx, portal.a.id, PLAN).assigned
+    ada = portal.a.users["ada@contoso.example"]
+    refused = copy.post(f"{PLAN_URL}/unassign", data={"users": ada, "csrf_token": token})
+    assert refused.status_code == 303 and refused.headers["location"] == "/admin/sign-in"
+    assert licensing.license_overview(portal.ctx, portal.a.id, PLAN).assigned == before
+    assert other.get("/admin/licenses").status_code == 200
+
+
+def test_sessions_are_stored_only_as_hashes_and_expired_ones_are_cleaned_up(portal):
+    c = portal.signed_in("reader")
+    with portal.ctx.db.read() as conn:
+        rows = conn.execute(select(portal_sessions)).all()
+    assert len(rows) == 1 and rows[0].tenant_id == portal.a.id and rows[0].kind == "token"
+    sid = _cookie_payload(c.cookies[sessions.COOKIE])["sid"]
+    assert sid not in json.dumps([list(map(str, r)) for r in rows])
+    portal.ctx.clock.advance(sessions.SESSION_LIFETIME + timedelta(seconds=1))
+    assert c.get("/admin/licenses").status_code == 303
+    portal.signed_in("reader")  # a new sign-in drops the expired row
+    with portal.ctx.db.read() as conn:
+        assert len(conn.execute(select(portal_sessions)).all()) == 1
 
 
 def test_a_session_expires_after_its_lifetime(portal):

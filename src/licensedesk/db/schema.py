@@ -532,6 +532,21 @@ portal_keys = Table(
     _at("created_at"),
 )
 
+# The admin portal's live sessions: the cookie names one by its random id, which is stored only as SHA-256.
+# Every portal request looks its row up, so signing out (deleting the row) ends the session at once, even
+# for a copy of the cookie. Expired rows are deleted as new sessions start.
+portal_sessions = Table(
+    "portal_sessions",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("id", String(64), primary_key=True),  # SHA-256 of the session id in the cookie
+    Column("kind", String(16), nullable=False),  # token | link | user
+    Column("subject", String(255), nullable=False),
+    _at("created_at"),
+    _at("expires_at"),
+    Index("ix_portal_sessions_expires_at", "expires_at"),
+)
+
 # ---------------------------------------------------------------- webhooks and reclaiming (issue 7)
 
 # Outgoing webhook endpoints. Global ones (every tenant's events, the operator's) live under SYSTEM_TENANT.

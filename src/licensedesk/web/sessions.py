@@ -3,6 +3,10 @@
 A session names the tenant, the roles and what signed in (an API token's id, a sign-in link's id or an
 OIDC subject), never a secret. The cookie is `base64(json).base64(HMAC-SHA256)`; the CSRF token of a
 session is an HMAC of its random id, so it needs no storage and dies with the session.
+
+A signature alone cannot be taken back, so every session also has a row in `portal_sessions` (keyed by the
+SHA-256 of its random id) that each portal request looks up: signing out deletes it, and a copy of the
+cookie stops working at once. A session made from an API token also ends when that token is revoked.
 """
 
 from __future__ import annotations
@@ -167,10 +171,30 @@ def new_session(ctx: Context, principal: Principal, tenant_id: str, kind: str) -
     )
 
 
+def _session_hash(session: Session) -> str:
+    return hashlib.sha256(session.sid.encode()).hexdigest()
+
+
+def _at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
 def _signed_in(ctx: Context, session: Session, how: str) -> None:
+    """Stores the new session (and drops every expired one: cheap by the expiry index) and audits it."""
     actor = Actor("user" if session.kind == "user" else "token", session.subject, session.name)
     acting = ctx.as_actor(actor, ctx.request_id)
+    now = ctx.clock.now()
     with ctx.db.write() as conn:
+        repository.delete_expired_sessions(conn, now)
+        repository.insert_session(
+            conn,
+            tenant_id=session.tenant_id,
+            id=_session_hash(session),
+            kind=session.kind,
+            subject=session.subject[:255],
+            created_at=now,
+            expires_at=_at(session.expires),
+        )
         audit.record(
             conn,
             acting,
@@ -209,8 +233,12 @@ def sign_in_with_token(ctx: Context, secret: str, tenant_ref: str | None) -> Ses
 
 
 def session_principal(ctx: Context, session: Session) -> Principal | None:
-    """The principal of a live session, checked again on every request: a token signed in with and revoked
-    since ends the session."""
+    """The principal of a live session, checked again on every request: a session signed out of (its row
+    deleted) is over, and so is one whose token has been revoked since."""
+    with ctx.db.read() as conn:
+        live = repository.session_live(conn, session.tenant_id, _session_hash(session), ctx.clock.now())
+    if not live:
+        return None
     if session.kind != "token":
         return session.principal()
     principal = auth.token_principal(
@@ -273,8 +301,10 @@ def sign_in_user(ctx: Context, principal: Principal) -> Session:
 
 
 def signed_out(ctx: Context, session: Session) -> None:
+    """Ends the session server-side: its row goes, so no copy of the cookie works any more."""
     actor = Actor("user" if session.kind == "user" else "token", session.subject, session.name)
     with ctx.db.write() as conn:
+        repository.delete_session(conn, session.tenant_id, _session_hash(session))
         audit.record(
             conn,
             ctx.as_actor(actor, ctx.request_id),
