@@ -310,6 +310,8 @@ licenses = Table(
     Index("ix_licenses_order", "tenant_id", "plan_id", "active", "claim_at", "claim_key", "user_id"),
     Index("ix_licenses_state", "tenant_id", "plan_id", "state", "claim_at", "user_id"),
     Index("ix_licenses_user", "tenant_id", "user_id", "plan_id"),
+    # a plan's licensed users in the order the portal and the API list them, a page at a time
+    Index("ix_licenses_claimed", "tenant_id", "plan_id", "claim_at", "user_id"),
 )
 
 # The pool of one plan in one tenant and its maintained counters (never counted on read).
@@ -438,10 +440,11 @@ audit_events = Table(
     Column("details", Text, nullable=True),  # JSON text
     Column("request_id", String(200), nullable=True),
     Index("ix_audit_events_at", "tenant_id", "at", "id"),
-    Index("ix_audit_events_target", "tenant_id", "target_id", "at"),
-    Index("ix_audit_events_actor", "tenant_id", "actor_id", "at"),
-    Index("ix_audit_events_action", "tenant_id", "action", "at"),
-    Index("ix_audit_events_plan", "tenant_id", "plan_id", "at"),
+    # each filter's index ends with (at, id), the log's order, so a filtered page reads only its own rows
+    Index("ix_audit_events_target", "tenant_id", "target_id", "at", "id"),
+    Index("ix_audit_events_actor", "tenant_id", "actor_id", "at", "id"),
+    Index("ix_audit_events_action", "tenant_id", "action", "at", "id"),
+    Index("ix_audit_events_plan", "tenant_id", "plan_id", "at", "id"),
 )
 
 # ---------------------------------------------------------------- authentication and requests
