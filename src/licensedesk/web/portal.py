@@ -55,6 +55,7 @@ def _when(value: datetime | None) -> str:
 
 
 templates.filters["when"] = _when
+templates.filters["day"] = lambda value: value.strftime("%Y-%m-%d") if value else "—"
 
 
 def _page_url(request: Request, cursor: str | None) -> str:
@@ -840,7 +841,17 @@ async def audit_page(request: Request, cursor: str | None = None) -> Response:
     filters, raw = _audit_filters(request)
     page = audit.query(me.ctx, me.tenant_id, cursor=cursor, limit=PAGE_SIZE, **filters)
     query = urlencode({k: v for k, v in raw.items() if v})
-    return _render(request, me, "audit.html", page=page, raw=raw, query=query, cursor=cursor, section="audit")
+    return _render(
+        request,
+        me,
+        "audit.html",
+        page=page,
+        raw=raw,
+        query=query,
+        cursor=cursor,
+        section="audit",
+        plan_names=_plan_names(me),
+    )
 
 
 @router.get("/audit.csv")
