@@ -310,8 +310,6 @@ licenses = Table(
     Index("ix_licenses_order", "tenant_id", "plan_id", "active", "claim_at", "claim_key", "user_id"),
     Index("ix_licenses_state", "tenant_id", "plan_id", "state", "claim_at", "user_id"),
     Index("ix_licenses_user", "tenant_id", "user_id", "plan_id"),
-    # a plan's licensed users in the order the portal and the API list them, a page at a time
-    Index("ix_licenses_claimed", "tenant_id", "plan_id", "claim_at", "user_id"),
 )
 
 # The pool of one plan in one tenant and its maintained counters (never counted on read).

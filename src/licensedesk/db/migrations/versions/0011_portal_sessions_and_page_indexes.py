@@ -1,6 +1,6 @@
-"""the admin portal's live sessions (signing out ends a session server-side), and the indexes its pages need
-at a million users: licenses in the order a plan's Users tab lists them, and the audit log's filters with
-the id that breaks ties in its order (without it SQLite walks the whole log by time to filter it)
+"""the admin portal's live sessions (signing out ends a session server-side), and the audit log's filter
+indexes ending in the id that breaks ties in its order (without it SQLite walks the whole log by time to
+filter it, seconds at a million users)
 
 Revision ID: 0011
 Revises: 0010
@@ -32,7 +32,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_portal_sessions")),
     )
     op.create_index("ix_portal_sessions_expires_at", "portal_sessions", ["expires_at"])
-    op.create_index("ix_licenses_claimed", "licenses", ["tenant_id", "plan_id", "claim_at", "user_id"])
     for name, column in AUDIT_FILTERS:
         op.drop_index(f"ix_audit_events_{name}", table_name="audit_events")
         op.create_index(f"ix_audit_events_{name}", "audit_events", ["tenant_id", column, "at", "id"])
@@ -42,6 +41,5 @@ def downgrade() -> None:
     for name, column in AUDIT_FILTERS:
         op.drop_index(f"ix_audit_events_{name}", table_name="audit_events")
         op.create_index(f"ix_audit_events_{name}", "audit_events", ["tenant_id", column, "at"])
-    op.drop_index("ix_licenses_claimed", table_name="licenses")
     op.drop_index("ix_portal_sessions_expires_at", table_name="portal_sessions")
     op.drop_table("portal_sessions")
