@@ -67,7 +67,7 @@ WHAT = {
     "group": "a group's page (random groups)",
     "group_top": "a group's page (divisions, and the groups holding licenses)",
     "audit": "Audit, first page",
-    "audit_action": "Audit, filtered by action",
+    "audit_action": "Audit, filtered by a recent action (license.assigned)",
     "audit_action_prefix": "Audit, filtered by an action prefix (license.*)",
     "audit_target": "Audit, filtered by target",
 }

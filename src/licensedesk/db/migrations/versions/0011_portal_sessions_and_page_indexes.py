@@ -1,6 +1,6 @@
-"""the admin portal's live sessions (signing out ends a session server-side), and the audit log's filter
-indexes ending in the id that breaks ties in its order (without it SQLite walks the whole log by time to
-filter it, seconds at a million users)
+"""the admin portal's live sessions (signing out ends a session server-side), and the audit log's target
+index ending in the id that breaks ties in its order (without it SQLite walks the whole log by time to find
+a target's events, seconds at a million users)
 
 Revision ID: 0011
 Revises: 0010
@@ -17,8 +17,6 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-AUDIT_FILTERS = (("target", "target_id"), ("actor", "actor_id"), ("action", "action"), ("plan", "plan_id"))
-
 
 def upgrade() -> None:
     op.create_table(
@@ -32,14 +30,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_portal_sessions")),
     )
     op.create_index("ix_portal_sessions_expires_at", "portal_sessions", ["expires_at"])
-    for name, column in AUDIT_FILTERS:
-        op.drop_index(f"ix_audit_events_{name}", table_name="audit_events")
-        op.create_index(f"ix_audit_events_{name}", "audit_events", ["tenant_id", column, "at", "id"])
+    op.drop_index("ix_audit_events_target", table_name="audit_events")
+    op.create_index("ix_audit_events_target", "audit_events", ["tenant_id", "target_id", "at", "id"])
 
 
 def downgrade() -> None:
-    for name, column in AUDIT_FILTERS:
-        op.drop_index(f"ix_audit_events_{name}", table_name="audit_events")
-        op.create_index(f"ix_audit_events_{name}", "audit_events", ["tenant_id", column, "at"])
+    op.drop_index("ix_audit_events_target", table_name="audit_events")
+    op.create_index("ix_audit_events_target", "audit_events", ["tenant_id", "target_id", "at"])
     op.drop_index("ix_portal_sessions_expires_at", table_name="portal_sessions")
     op.drop_table("portal_sessions")
