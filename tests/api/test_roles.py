@@ -418,6 +418,7 @@ OTHER_AUTH = {
     ("GET", "/admin/sign-in"),
     ("POST", "/admin/sign-in"),
     ("GET", "/admin/sign-in/link"),
+    ("POST", "/admin/sign-in/link"),
     ("GET", "/admin/sign-in/oidc"),
     ("GET", "/admin/sign-in/oidc/callback"),
     ("POST", "/admin/sign-out"),

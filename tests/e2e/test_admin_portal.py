@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+import httpx
+
 from tests.e2e.conftest import screenshot
 
 PRO = "/admin/licenses/innofalls-charts-pro"
@@ -28,9 +30,16 @@ def counts(page) -> dict[str, int]:  # type: ignore[no-untyped-def]
 def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
-    # the one-time link from the banner signs in, once
+    # the one-time link from the banner asks first (a link previewer fetching it uses nothing), and signs
+    # in once, with its button
     link = sign_in_link(demo_server)
+    preview = httpx.get(link, timeout=10)
+    assert preview.status_code == 200 and "Sign in as" in preview.text
     page.goto(link)
+    expect(page.get_by_role("heading", name="Sign in to Contoso")).to_be_visible()
+    expect(page.get_by_role("main")).to_contain_text("global admin")
+    screenshot(page, "00-sign-in-link")
+    page.get_by_role("button", name="Sign in to Contoso").click()
     expect(page.get_by_role("heading", name="Licenses")).to_be_visible()
     screenshot(page, "01-licenses")
     pro_row = page.get_by_role("row", name=re.compile("Charts Pro"))
@@ -62,6 +71,9 @@ def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-un
     page.get_by_role("button", name=re.compile("Add user Chiara")).click()
     expect(page.locator("#needs")).to_have_text("Needs 1 license, 9 available.")
     expect(page.get_by_role("list", name="Chosen")).to_contain_text("Chiara Conti")
+    # the search result says it is chosen (as without JavaScript), rather than offering Add again
+    expect(page.get_by_role("list", name="Search results")).to_contain_text("added")
+    expect(page.get_by_role("button", name=re.compile("Add user Chiara"))).to_have_count(0)
     screenshot(page, "03-assign-user")
     page.locator("#assign-submit").click()
     expect(page.get_by_role("status").filter(has_text="Assigned to 1 user.")).to_be_visible()
@@ -157,12 +169,20 @@ def test_help_page_flow_in_the_browser(demo_server, page):  # type: ignore[no-un
     expect(page.get_by_role("link", name="Finance-EMEA")).to_be_visible()
     screenshot(page, "10-group")
 
-    # sign out: the session is gone
+    # sign out: the session is gone, also for a copy of its cookie
+    copied = page.context.cookies()
+    assert any(c["name"] == "ld_admin" for c in copied)
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.goto(demo_server.base + "/admin/licenses")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     screenshot(page, "11-sign-in")
+    thief = page.context.browser.new_context()
+    thief.add_cookies(copied)
+    stolen = thief.new_page()
+    stolen.goto(demo_server.base + "/admin/licenses")
+    expect(stolen.get_by_role("heading", name="Sign in")).to_be_visible()
+    thief.close()
 
 
 def test_keyboard_only_assign(demo_server, page):  # type: ignore[no-untyped-def]

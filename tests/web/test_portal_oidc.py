@@ -6,12 +6,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
+import threading
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import flask
 import httpx
 import oidc_provider_mock as provider_mock
 import pytest
+import werkzeug.serving
 from fastapi.testclient import TestClient
 
 from licensedesk.app import create_app
@@ -23,17 +28,42 @@ CALLBACK = "http://testserver/admin/sign-in/oidc/callback"
 
 
 @pytest.fixture(scope="module")
-def idp() -> Iterator[dict[str, str]]:
+def idp() -> Iterator[dict[str, Any]]:
+    """The provider, served on a thread; it records the form of every request to its token endpoint, so a
+    test can see on the wire what the portal sends there (this provider does not check PKCE itself: it
+    stores no code_challenge with its codes and registers no RFC 7636 extension, up to its newest release)."""
     users = [
         provider_mock.User(
             sub="alice", claims={"preferred_username": "alice@contoso.example", "roles": ["license_admin"]}
         ),
         provider_mock.User(sub="bob", claims={"preferred_username": "bob@contoso.example"}),
     ]
-    with provider_mock.run_server_in_thread(require_client_registration=True, user_claims=users) as server:
+    token_requests: list[dict[str, str]] = []
+    app = flask.Flask("oidc-provider")
+    app.secret_key = secrets.token_bytes(16)
+
+    @app.before_request
+    def record() -> None:
+        if flask.request.path == "/oauth2/token":
+            token_requests.append(flask.request.form.to_dict())
+
+    provider_mock.init_app(app, require_client_registration=True, user_claims=users)
+    server = werkzeug.serving.make_server("localhost", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True)
+    thread.start()
+    try:
         base = f"http://localhost:{server.server_port}"
         client = httpx.post(f"{base}/oauth2/clients", json={"redirect_uris": [CALLBACK]}).json()
-        yield {"issuer": base, "client_id": client["client_id"], "client_secret": client["client_secret"]}
+        yield {
+            "issuer": base,
+            "client_id": client["client_id"],
+            "client_secret": client["client_secret"],
+            "token_requests": token_requests,
+        }
+    finally:
+        server.shutdown()
+        thread.join(5)
+        server.server_close()
 
 
 @pytest.fixture
@@ -60,7 +90,7 @@ def _authorize_at_the_provider(location: str, sub: str) -> str:
     return answer.headers["location"]
 
 
-def test_an_admin_signs_in_with_the_identity_provider_and_gets_the_roles_it_names(oidc_portal, portal):
+def test_an_admin_signs_in_with_the_identity_provider_and_gets_the_roles_it_names(oidc_portal, portal, idp):
     c = oidc_portal
     start = c.get("/admin/sign-in/oidc", params={"tenant": "contoso"})
     assert start.status_code == 303
@@ -70,7 +100,6 @@ def test_an_admin_signs_in_with_the_identity_provider_and_gets_the_roles_it_name
     assert query["redirect_uri"] == [CALLBACK] and "openid" in query["scope"][0].split()
     assert "httponly" in start.headers["set-cookie"].lower()
     # PKCE on our side: the challenge is the S256 of the verifier kept (signed) for the code exchange
-    # (this provider version does not check PKCE itself, so the test checks what the portal sends)
     pending = json.loads(_unb64(c.cookies["ld_oidc"].split(".")[0]))
     digest = hashlib.sha256(pending["verifier"].encode()).digest()
     assert query["code_challenge"] == [base64.urlsafe_b64encode(digest).decode().rstrip("=")]
@@ -78,8 +107,17 @@ def test_an_admin_signs_in_with_the_identity_provider_and_gets_the_roles_it_name
 
     back = _authorize_at_the_provider(location, "alice")
     assert back.startswith(CALLBACK)
+    del idp["token_requests"][:]
     done = c.get(back)
     assert done.status_code == 303 and done.headers["location"] == "/admin/licenses", done.text
+    # on the wire: the portal redeemed the provider's code with the verifier whose S256 is the challenge
+    # it sent to the authorization endpoint
+    (exchange,) = idp["token_requests"]
+    assert exchange["grant_type"] == "authorization_code"
+    assert exchange["code"] == parse_qs(urlsplit(back).query)["code"][0]
+    sent = hashlib.sha256(exchange["code_verifier"].encode()).digest()
+    assert base64.urlsafe_b64encode(sent).decode().rstrip("=") == query["code_challenge"][0]
+    assert 43 <= len(exchange["code_verifier"]) <= 128  # RFC 7636 section 4.1
     page = c.get("/admin/licenses/innofalls-charts-pro")
     assert page.status_code == 200
     assert "alice@contoso.example" in page.text and "license admin" in page.text

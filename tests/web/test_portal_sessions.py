@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from licensedesk.auth import service as auth
-from licensedesk.db.schema import portal_sign_in_links
+from licensedesk.db.schema import portal_sessions, portal_sign_in_links
 from licensedesk.licensing import service as licensing
 from licensedesk.web import sessions
 from tests.web.conftest import csrf
@@ -115,6 +116,39 @@ def test_sign_out_needs_the_csrf_token_and_ends_the_session(portal):
     assert "admin.signed_out" in audit
 
 
+def test_a_copy_of_the_cookie_stops_working_when_its_session_signs_out(portal):
+    c = portal.signed_in("global_admin")
+    copy = portal.client()
+    copy.cookies.set(sessions.COOKIE, c.cookies[sessions.COOKIE], path="/admin")
+    assert copy.get("/admin/licenses").status_code == 200
+    other = portal.signed_in("global_admin")  # another session of the same token lives on
+    token = csrf(c.get("/admin/licenses").text)
+    assert c.post("/admin/sign-out", data={"csrf_token": token}).status_code == 303
+    for page in ("/admin/licenses", "/admin/users", PLAN_URL):
+        answer = copy.get(page)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/admin/sign-in"), page
+    before = licensing.license_overview(portal.ctx, portal.a.id, PLAN).assigned
+    ada = portal.a.users["ada@contoso.example"]
+    refused = copy.post(f"{PLAN_URL}/unassign", data={"users": ada, "csrf_token": token})
+    assert refused.status_code == 303 and refused.headers["location"] == "/admin/sign-in"
+    assert licensing.license_overview(portal.ctx, portal.a.id, PLAN).assigned == before
+    assert other.get("/admin/licenses").status_code == 200
+
+
+def test_sessions_are_stored_only_as_hashes_and_expired_ones_are_cleaned_up(portal):
+    c = portal.signed_in("reader")
+    with portal.ctx.db.read() as conn:
+        rows = conn.execute(select(portal_sessions)).all()
+    assert len(rows) == 1 and rows[0].tenant_id == portal.a.id and rows[0].kind == "token"
+    sid = _cookie_payload(c.cookies[sessions.COOKIE])["sid"]
+    assert sid not in json.dumps([list(map(str, r)) for r in rows])
+    portal.ctx.clock.advance(sessions.SESSION_LIFETIME + timedelta(seconds=1))
+    assert c.get("/admin/licenses").status_code == 303
+    portal.signed_in("reader")  # a new sign-in drops the expired row
+    with portal.ctx.db.read() as conn:
+        assert len(conn.execute(select(portal_sessions)).all()) == 1
+
+
 def test_a_session_expires_after_its_lifetime(portal):
     c = portal.signed_in("reader")
     assert c.get("/admin/licenses").status_code == 200
@@ -146,21 +180,73 @@ def test_a_tampered_cookie_is_refused(portal):
         assert fresh.get("/admin/licenses").status_code == 303, bad
 
 
+LINK_FORM = re.compile(r'name="code" value="([^"]+)"')
+
+
+def _use_link(c, secret: str):  # type: ignore[no-untyped-def]
+    """Open the link (a GET: the page that asks), then press its button (the POST that signs in)."""
+    page = c.get(f"/admin/sign-in/link?code={secret}")
+    if page.status_code != 200:
+        return page
+    assert LINK_FORM.search(page.text).group(1) == secret
+    return c.post("/admin/sign-in/link", data={"code": secret, "csrf_token": csrf(page.text)})
+
+
 def test_a_sign_in_link_works_once_is_stored_hashed_and_expires(portal):
     secret = sessions.create_sign_in_link(portal.ctx, "contoso")
     with portal.ctx.db.read() as conn:
         rows = conn.execute(select(portal_sign_in_links)).all()
     assert len(rows) == 1 and secret not in json.dumps([list(map(str, r)) for r in rows])
     c = portal.client()
-    answer = c.get(f"/admin/sign-in/link?code={secret}")
+    answer = _use_link(c, secret)
     assert answer.status_code == 303 and answer.headers["location"] == "/admin/licenses"
     assert "Ada Contoso" in c.get(f"{PLAN_URL}").text
     again = portal.client().get(f"/admin/sign-in/link?code={secret}")
     assert again.status_code == 401 and "used or has expired" in again.text
     late = sessions.create_sign_in_link(portal.ctx, "contoso")
     portal.ctx.clock.advance(sessions.LINK_LIFETIME + timedelta(seconds=1))
-    assert portal.client().get(f"/admin/sign-in/link?code={late}").status_code == 401
+    assert _use_link(portal.client(), late).status_code == 401
     assert portal.client().get("/admin/sign-in/link?code=ldl_unknown").status_code == 401
+
+
+def test_opening_a_sign_in_link_only_asks_and_uses_nothing(portal):
+    """Link previewers and scanners fetch links: a GET shows who would sign in where, and only the button
+    (a POST carrying the page's token) uses the link up."""
+    secret = sessions.create_sign_in_link(portal.ctx, "contoso", "license_admin", name="Ops on call")
+    for _ in range(3):  # a chat's previewer, a mail scanner, the admin
+        page = portal.client().get(f"/admin/sign-in/link?code={secret}")
+        assert page.status_code == 200
+        assert "Sign in as <strong>Ops on call</strong>" in page.text and "license admin" in page.text
+        assert "Contoso" in page.text and sessions.COOKIE not in page.cookies
+    with portal.ctx.db.read() as conn:
+        assert conn.execute(select(portal_sign_in_links.c.used_at)).scalar_one() is None
+        assert conn.execute(select(portal_sessions)).first() is None
+    c = portal.client()
+    assert _use_link(c, secret).status_code == 303
+    assert c.get("/admin/licenses").status_code == 200
+    assert _use_link(portal.client(), secret).status_code == 401
+
+
+def test_the_sign_in_link_button_is_refused_without_its_page(portal):
+    secret = sessions.create_sign_in_link(portal.ctx, "contoso")
+    opened = portal.client()
+    token = csrf(opened.get(f"/admin/sign-in/link?code={secret}").text)
+    # another site cannot post the form: without the page's cookie, with a forged token, from elsewhere
+    for c, data, headers in (
+        (portal.client(), {"code": secret, "csrf_token": token}, {}),
+        (opened, {"code": secret, "csrf_token": "forged"}, {}),
+        (opened, {"code": secret}, {}),
+        (opened, {"code": secret, "csrf_token": token}, {"Origin": "https://evil.example"}),
+    ):
+        answer = c.post("/admin/sign-in/link", data=data, headers=headers)
+        assert answer.status_code == 403 and sessions.COOKIE not in c.cookies
+    with portal.ctx.db.read() as conn:
+        assert conn.execute(select(portal_sign_in_links.c.used_at)).scalar_one() is None
+    # the page's own post with a wrong code signs nobody in
+    bad = opened.post("/admin/sign-in/link", data={"code": "ldl_unknown", "csrf_token": token})
+    assert bad.status_code == 401 and "used or has expired" in bad.text
+    ok = opened.post("/admin/sign-in/link", data={"code": secret, "csrf_token": token})
+    assert ok.status_code == 303 and sessions.COOKIE in opened.cookies
 
 
 def test_posts_from_another_site_are_refused(portal):

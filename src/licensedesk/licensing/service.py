@@ -746,13 +746,15 @@ def licensed_users(
             after=after,
             limit=limit + 1,
         )
+        inherited = [r.user_id for r in rows[:limit] if r.via_group]
+        via_groups = repo.users_group_sources(conn, t, inherited, plan.id)
         items = []
         for r in rows[:limit]:
             sources: list[dict[str, Any]] = [{"type": "direct"}] if r.direct else []
             if r.via_group:
                 sources += [
                     {"type": "group", "groupId": s.group_id, "groupName": s.display_name}
-                    for s in repo.user_group_sources(conn, t, r.user_id, plan.id)
+                    for s in via_groups[r.user_id]
                 ]
             items.append(
                 LicensedUser(

@@ -8,6 +8,7 @@ PERMISSIONS) for the session's principal. Every page reads without JavaScript; h
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -54,6 +55,7 @@ def _when(value: datetime | None) -> str:
 
 
 templates.filters["when"] = _when
+templates.filters["day"] = lambda value: value.strftime("%Y-%m-%d") if value else "—"
 
 
 def _page_url(request: Request, cursor: str | None) -> str:
@@ -324,22 +326,67 @@ async def sign_in(request: Request) -> Response:
     return response
 
 
+LINK_COOKIE = "ld_link"
+LINK_PATH = "/admin/sign-in/link"
+LINK_SPENT = (
+    "This sign-in link has been used or has expired. "
+    "Sign in with a token, or restart the demo for a new link."
+)
+
+
+def _link_spent(request: Request) -> Response:
+    return _render(
+        request, None, "sign_in.html", status=401, next="/admin/licenses", tenant="", error=LINK_SPENT
+    )
+
+
 @router.get("/sign-in/link")
-def sign_in_link(request: Request, code: str = "") -> Response:
-    """A one-time sign-in link (printed by `serve --demo`)."""
-    session = sessions.redeem_sign_in_link(_base_ctx(request), code[:200])
-    if session is None:
-        return _render(
-            request,
-            None,
-            "sign_in.html",
-            status=401,
-            next="/admin/licenses",
-            tenant="",
-            error="This sign-in link has been used or has expired. Sign in with a token, "
-            "or restart the demo for a new link.",
+def sign_in_link_page(request: Request, code: str = "") -> Response:
+    """A one-time sign-in link (printed by `serve --demo`) opens a page that asks first: link previewers and
+    scanners fetch links, and must not use it up. Only the button (a POST) signs in."""
+    code = code[:200]
+    link = sessions.sign_in_link(_base_ctx(request), code)
+    if link is None:
+        return _link_spent(request)
+    # the form's CSRF token is tied to a random cookie that another site can neither read nor set
+    nonce = secrets.token_urlsafe(18)
+    response = _render(
+        request,
+        None,
+        "sign_in_link.html",
+        link=link,
+        code=code,
+        csrf=signer(request).form_token(nonce, "link"),
+    )
+    response.set_cookie(
+        LINK_COOKIE,
+        nonce,
+        max_age=int(sessions.LINK_LIFETIME.total_seconds()),
+        path=LINK_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+    return response
+
+
+@router.post("/sign-in/link")
+async def sign_in_with_link(request: Request) -> Response:
+    if not _same_origin(request):
+        raise PortalRefused(403, "This form came from another site.")
+    form = await request.form()
+    sent = form.get("csrf_token")
+    if not signer(request).form_token_ok(
+        request.cookies.get(LINK_COOKIE), sent if isinstance(sent, str) else None, "link"
+    ):
+        raise PortalRefused(
+            403, "This form has expired or did not come from this site. Open the sign-in link again."
         )
+    session = sessions.redeem_sign_in_link(_base_ctx(request), _form_str(form, "code", 200))
+    if session is None:
+        return _link_spent(request)
     response = RedirectResponse("/admin/licenses", status_code=303)
+    response.delete_cookie(LINK_COOKIE, path=LINK_PATH)
     _set_session(request, response, session)
     return response
 
@@ -794,7 +841,17 @@ async def audit_page(request: Request, cursor: str | None = None) -> Response:
     filters, raw = _audit_filters(request)
     page = audit.query(me.ctx, me.tenant_id, cursor=cursor, limit=PAGE_SIZE, **filters)
     query = urlencode({k: v for k, v in raw.items() if v})
-    return _render(request, me, "audit.html", page=page, raw=raw, query=query, cursor=cursor, section="audit")
+    return _render(
+        request,
+        me,
+        "audit.html",
+        page=page,
+        raw=raw,
+        query=query,
+        cursor=cursor,
+        section="audit",
+        plan_names=_plan_names(me),
+    )
 
 
 @router.get("/audit.csv")

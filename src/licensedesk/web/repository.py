@@ -1,13 +1,14 @@
-"""The portal's own tables: one-time sign-in links and the key its session cookies are signed with."""
+"""The portal's own tables: one-time sign-in links, live sessions and the key its session cookies are signed
+with."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
-from licensedesk.db.schema import SYSTEM_TENANT, portal_keys, portal_sign_in_links
+from licensedesk.db.schema import SYSTEM_TENANT, portal_keys, portal_sessions, portal_sign_in_links
 
 
 def key(conn: Connection, purpose: str) -> str | None:
@@ -47,3 +48,29 @@ def use_link(conn: Connection, tenant_id: str, link_id: str, at: datetime) -> bo
         .values(used_at=at)
     )
     return done.rowcount == 1
+
+
+def insert_session(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(portal_sessions).values(**values))
+
+
+def session_live(conn: Connection, tenant_id: str, session_hash: str, at: datetime) -> bool:
+    row = conn.execute(
+        select(portal_sessions.c.expires_at).where(
+            portal_sessions.c.tenant_id == tenant_id, portal_sessions.c.id == session_hash
+        )
+    ).first()
+    return row is not None and row.expires_at > at
+
+
+def delete_session(conn: Connection, tenant_id: str, session_hash: str) -> None:
+    conn.execute(
+        delete(portal_sessions).where(
+            portal_sessions.c.tenant_id == tenant_id, portal_sessions.c.id == session_hash
+        )
+    )
+
+
+def delete_expired_sessions(conn: Connection, at: datetime) -> int:
+    """Every tenant's expired sessions (housekeeping; by the expiry index)."""
+    return conn.execute(delete(portal_sessions).where(portal_sessions.c.expires_at <= at)).rowcount

@@ -3,6 +3,10 @@
 A session names the tenant, the roles and what signed in (an API token's id, a sign-in link's id or an
 OIDC subject), never a secret. The cookie is `base64(json).base64(HMAC-SHA256)`; the CSRF token of a
 session is an HMAC of its random id, so it needs no storage and dies with the session.
+
+A signature alone cannot be taken back, so every session also has a row in `portal_sessions` (keyed by the
+SHA-256 of its random id) that each portal request looks up: signing out deletes it, and a copy of the
+cookie stops working at once. A session made from an API token also ends when that token is revoked.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from licensedesk.audit import service as audit
@@ -102,12 +108,19 @@ class Signer:
         return session
 
     def csrf_token(self, session: Session) -> str:
-        return _b64(self._mac("csrf", session.sid.encode()))
+        return self.form_token(session.sid)
+
+    def form_token(self, nonce: str, purpose: str = "csrf") -> str:
+        """The CSRF token of a form tied to a random nonce (a session's id, or a cookie's before sign-in)."""
+        return _b64(self._mac(purpose, nonce.encode()))
+
+    def form_token_ok(self, nonce: str | None, token: str | None, purpose: str = "csrf") -> bool:
+        if not nonce or not token:
+            return False
+        return hmac.compare_digest(token.encode(), self.form_token(nonce, purpose).encode())
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        if not token:
-            return False
-        return hmac.compare_digest(token.encode(), self.csrf_token(session).encode())
+        return self.form_token_ok(session.sid, token)
 
     def dumps_data(self, purpose: str, data: dict[str, str]) -> str:
         """Signs data the portal hands the browser and must get back unchanged (a pending OIDC sign-in)."""
@@ -167,10 +180,30 @@ def new_session(ctx: Context, principal: Principal, tenant_id: str, kind: str) -
     )
 
 
+def _session_hash(session: Session) -> str:
+    return hashlib.sha256(session.sid.encode()).hexdigest()
+
+
+def _at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
 def _signed_in(ctx: Context, session: Session, how: str) -> None:
+    """Stores the new session (and drops every expired one: cheap by the expiry index) and audits it."""
     actor = Actor("user" if session.kind == "user" else "token", session.subject, session.name)
     acting = ctx.as_actor(actor, ctx.request_id)
+    now = ctx.clock.now()
     with ctx.db.write() as conn:
+        repository.delete_expired_sessions(conn, now)
+        repository.insert_session(
+            conn,
+            tenant_id=session.tenant_id,
+            id=_session_hash(session),
+            kind=session.kind,
+            subject=session.subject[:255],
+            created_at=now,
+            expires_at=_at(session.expires),
+        )
         audit.record(
             conn,
             acting,
@@ -209,8 +242,12 @@ def sign_in_with_token(ctx: Context, secret: str, tenant_ref: str | None) -> Ses
 
 
 def session_principal(ctx: Context, session: Session) -> Principal | None:
-    """The principal of a live session, checked again on every request: a token signed in with and revoked
-    since ends the session."""
+    """The principal of a live session, checked again on every request: a session signed out of (its row
+    deleted) is over, and so is one whose token has been revoked since."""
+    with ctx.db.read() as conn:
+        live = repository.session_live(conn, session.tenant_id, _session_hash(session), ctx.clock.now())
+    if not live:
+        return None
     if session.kind != "token":
         return session.principal()
     principal = auth.token_principal(
@@ -244,19 +281,46 @@ def create_sign_in_link(ctx: Context, tenant_ref: str, role: str = GLOBAL_ADMIN,
     return secret
 
 
-def redeem_sign_in_link(ctx: Context, secret: str) -> Session | None:
-    """The session a sign-in link opens, once; None when it is unknown, used or expired."""
+@dataclass(frozen=True)
+class SignInLink:
+    """What a sign-in link opens, shown before it is used."""
+
+    tenant_id: str
+    tenant_name: str
+    role: str
+    name: str
+    expires_at: datetime
+
+
+def _live_link(conn: Connection, secret: str, now: datetime) -> Any:
     if not secret.startswith(LINK_PREFIX) or len(secret) > 100:
         return None
     digest = auth.hash_secret(secret)
+    row = repository.link_by_hash(conn, digest)
+    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        return None
+    if row.used_at is not None or row.expires_at <= now:
+        return None
+    return row
+
+
+def sign_in_link(ctx: Context, secret: str) -> SignInLink | None:
+    """What a sign-in link would open, without using it (link previewers and scanners fetch links; only
+    the press of the button on the page it shows signs in); None when it is unknown, used or expired."""
+    with ctx.db.read() as conn:
+        row = _live_link(conn, secret, ctx.clock.now())
+        if row is None:
+            return None
+        tenant = tenancy.resolve(conn, row.tenant_id)
+    return SignInLink(row.tenant_id, tenant.name, row.role, row.name, row.expires_at)
+
+
+def redeem_sign_in_link(ctx: Context, secret: str) -> Session | None:
+    """The session a sign-in link opens, once; None when it is unknown, used or expired."""
     now = ctx.clock.now()
     with ctx.db.write() as conn:
-        row = repository.link_by_hash(conn, digest)
-        if row is None or not hmac.compare_digest(row.secret_hash, digest):
-            return None
-        if row.used_at is not None or row.expires_at <= now:
-            return None
-        if not repository.use_link(conn, row.tenant_id, row.id, now):
+        row = _live_link(conn, secret, now)
+        if row is None or not repository.use_link(conn, row.tenant_id, row.id, now):
             return None
     principal = Principal("token", row.id, row.name, frozenset({row.role}), row.tenant_id)
     session = new_session(ctx, principal, row.tenant_id, "link")
@@ -273,8 +337,10 @@ def sign_in_user(ctx: Context, principal: Principal) -> Session:
 
 
 def signed_out(ctx: Context, session: Session) -> None:
+    """Ends the session server-side: its row goes, so no copy of the cookie works any more."""
     actor = Actor("user" if session.kind == "user" else "token", session.subject, session.name)
     with ctx.db.write() as conn:
+        repository.delete_session(conn, session.tenant_id, _session_hash(session))
         audit.record(
             conn,
             ctx.as_actor(actor, ctx.request_id),
