@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -99,6 +100,14 @@ class Database:
         self.engine.dispose()
 
 
+class _SQLiteCompiler(SQLiteCompiler):
+    """SQLite's compiler, rendering `with_hint(table, "INDEXED BY ix", "sqlite")` after the table (SQLAlchemy
+    renders table hints for other databases only)."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
+
+
 def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     parsed = make_url(url)
     database = parsed.database or ""
@@ -114,6 +123,7 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     elif os.environ.get("LICENSEDESK_SQLITE_NULLPOOL"):
         kwargs["poolclass"] = NullPool
     engine = create_engine(url, **kwargs)
+    engine.dialect.statement_compiler = _SQLiteCompiler
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
