@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     and_,
-    bindparam,
     case,
     delete,
     exists,
@@ -21,12 +20,14 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     tuple_,
     union_all,
     update,
 )
 
 from licensedesk.db.functions import greatest
+from licensedesk.db.planner import custom_plans
 from licensedesk.db.schema import (
     directory_terms,
     group_closure,
@@ -372,38 +373,41 @@ def is_within(conn: Connection, tenant_id: str, ancestor_id: str, descendant_id:
 
 def add_group_member(conn: Connection, tenant_id: str, group_id: str, member_id: str, at: datetime) -> None:
     """Nest member in group, and extend the closure: every ancestor of group now reaches every descendant
-    of member, joined at the latest edge on the path (keeping the earliest path when one existed)."""
+    of member, joined at the latest edge on the path (keeping the earliest path when one existed).
+
+    One statement: the member's descendants are read once (a materialized CTE, by the primary key) and
+    crossed with the group's ancestors (by ix_group_closure_descendant), so adding a link at any depth
+    costs (ancestors x descendants) index entries, not a walk of the tenant's closure per ancestor."""
     conn.execute(
         insert(group_group_members).values(
             tenant_id=tenant_id, group_id=group_id, member_group_id=member_id, added_at=at
         )
     )
-    a = group_closure.alias("a")
-    d = group_closure.alias("d")
+    c = group_closure
+    a = c.alias("a")
+    below = (
+        select(c.c.descendant_id, c.c.joined_at)
+        .where(c.c.tenant_id == tenant_id, c.c.ancestor_id == member_id)
+        .cte("below")
+        .prefix_with("MATERIALIZED")
+    )
     rows = (
         select(
             literal(tenant_id).label("tenant_id"),
             a.c.ancestor_id,
-            d.c.descendant_id,
-            greatest(a.c.joined_at, literal(at, group_closure.c.joined_at.type), d.c.joined_at).label(
-                "joined_at"
-            ),
+            below.c.descendant_id,
+            greatest(a.c.joined_at, literal(at, c.c.joined_at.type), below.c.joined_at).label("joined_at"),
         )
-        .select_from(a.join(d, d.c.tenant_id == a.c.tenant_id))
-        .where(
-            a.c.tenant_id == tenant_id,
-            a.c.descendant_id == group_id,
-            d.c.ancestor_id == member_id,
-        )
+        .select_from(a.join(below, true()))
+        .where(a.c.tenant_id == tenant_id, a.c.descendant_id == group_id)
     )
-    ins = insert_for(conn, group_closure).from_select(
-        ["tenant_id", "ancestor_id", "descendant_id", "joined_at"], rows
-    )
+    ins = insert_for(conn, c).from_select(["tenant_id", "ancestor_id", "descendant_id", "joined_at"], rows)
     ins = ins.on_conflict_do_update(
         index_elements=["tenant_id", "ancestor_id", "descendant_id"],
         set_={"joined_at": _earlier(ins.excluded.joined_at)},
     )
-    conn.execute(ins)
+    with custom_plans(conn):
+        conn.execute(ins)
 
 
 def _earlier(new: Any) -> Any:
@@ -411,43 +415,67 @@ def _earlier(new: Any) -> Any:
 
 
 def remove_group_member(conn: Connection, tenant_id: str, group_id: str, member_id: str) -> None:
-    """Un-nest member, then rebuild the closure rows of every ancestor of group from the remaining edges."""
+    """Un-nest member, and shrink the closure in two statements.
+
+    Only pairs (a, d) with a an ancestor of group and d a descendant of member can lose their path (the
+    suspects); every other closure row stays exact. The suspects are deleted; then those still reachable
+    are put back. A path from a to d that remains enters member's subtree by some other edge (x, y): x
+    outside the subtree, y inside. Then (a, x) and (y, d) are not suspects (no group is both an ancestor of
+    group and a descendant of member: that would be a cycle), so they are still in the closure, and
+
+        (a, d) is reachable  iff  some closure (a, x), edge (x, y), closure (y, d) with x outside member's
+                                  subtree and y inside it,
+
+    joined at the minimum over those of the latest of the three, which is the minimum over the paths of
+    their latest edge. The statement starts from the edges into member's subtree (few, and none in a tree),
+    so it costs no more than they reach."""
+    c = group_closure
     e = group_group_members
     conn.execute(
         delete(e).where(
             e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_id
         )
     )
-    ancestors = ancestor_ids(conn, tenant_id, group_id)
-    rebuild_closure(conn, tenant_id, ancestors)
-
-
-def rebuild_closure(conn: Connection, tenant_id: str, ancestors: Sequence[str]) -> None:
-    c = group_closure
-    for i in range(0, len(ancestors), 500):
-        chunk = list(ancestors[i : i + 500])
+    above = select(c.c.ancestor_id).where(c.c.tenant_id == tenant_id, c.c.descendant_id == group_id)
+    below = select(c.c.descendant_id).where(c.c.tenant_id == tenant_id, c.c.ancestor_id == member_id)
+    with custom_plans(conn):
         conn.execute(
             delete(c).where(
-                c.c.tenant_id == tenant_id, c.c.ancestor_id.in_(chunk), c.c.descendant_id != c.c.ancestor_id
+                c.c.tenant_id == tenant_id,
+                c.c.ancestor_id.in_(above.scalar_subquery()),
+                c.c.descendant_id.in_(below.scalar_subquery()),
             )
         )
+        # CROSS JOIN fixes the join order on SQLite (which has no statistics to choose one by): from the
+        # member's subtree, to the edges into it, to the ancestors of their tails, to the subtree of heads
         g = greatest_name(conn)
-        # UNION (not UNION ALL) keeps each (ancestor, group, joined) once, which bounds the walk
         conn.execute(
             text(
                 f"""
-                WITH RECURSIVE walk(anc, grp, joined) AS (
-                    SELECT ancestor_id, ancestor_id, joined_at FROM group_closure
-                    WHERE tenant_id = :t AND ancestor_id IN :ancs AND descendant_id = ancestor_id
-                    UNION
-                    SELECT w.anc, e.member_group_id, {g}(w.joined, e.added_at)
-                    FROM walk w JOIN group_group_members e ON e.tenant_id = :t AND e.group_id = w.grp
-                )
                 INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, joined_at)
-                SELECT :t, anc, grp, min(joined) FROM walk WHERE grp != anc GROUP BY anc, grp
+                SELECT c1.tenant_id, c1.ancestor_id, c2.descendant_id,
+                       min({g}(c1.joined_at, e.added_at, c2.joined_at))
+                FROM group_closure inside
+                CROSS JOIN group_group_members e
+                CROSS JOIN group_closure c1
+                CROSS JOIN group_closure c2
+                WHERE inside.tenant_id = :t AND inside.ancestor_id = :m
+                  AND e.tenant_id = :t AND e.member_group_id = inside.descendant_id
+                  AND NOT EXISTS (
+                      SELECT 1 FROM group_closure x
+                      WHERE x.tenant_id = :t AND x.ancestor_id = :m AND x.descendant_id = e.group_id)
+                  AND c1.tenant_id = :t AND c1.descendant_id = e.group_id
+                  AND EXISTS (
+                      SELECT 1 FROM group_closure up
+                      WHERE up.tenant_id = :t AND up.ancestor_id = c1.ancestor_id AND up.descendant_id = :g)
+                  AND c2.tenant_id = :t AND c2.ancestor_id = e.member_group_id
+                  AND EXISTS (
+                      SELECT 1 FROM group_closure dn
+                      WHERE dn.tenant_id = :t AND dn.ancestor_id = :m AND dn.descendant_id = c2.descendant_id)
+                GROUP BY c1.tenant_id, c1.ancestor_id, c2.descendant_id
                 """
-            ).bindparams(bindparam("ancs", expanding=True)),
-            {"t": tenant_id, "ancs": chunk},
+            ),
+            {"t": tenant_id, "m": member_id, "g": group_id},
         )
 
 
