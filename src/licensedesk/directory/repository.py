@@ -19,7 +19,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     true,
     tuple_,
     union_all,
@@ -36,9 +35,10 @@ from licensedesk.db.schema import (
     groups,
     users,
 )
-from licensedesk.db.upsert import greatest_name, insert_for
+from licensedesk.db.upsert import insert_for
 
 EPOCH = datetime(1970, 1, 1)
+KEYS_PER_STATEMENT = 2000  # ids bound in one IN list (SQLite allows 32,766 parameters)
 TERM_MAX = "\U0010ffff"
 _WORD = re.compile(r"[^\w]+", re.UNICODE)
 
@@ -373,21 +373,37 @@ def is_within(conn: Connection, tenant_id: str, ancestor_id: str, descendant_id:
 
 def add_group_member(conn: Connection, tenant_id: str, group_id: str, member_id: str, at: datetime) -> None:
     """Nest member in group, and extend the closure: every ancestor of group now reaches every descendant
-    of member, joined at the latest edge on the path (keeping the earliest path when one existed).
-
-    One statement: the member's descendants are read once (a materialized CTE, by the primary key) and
-    crossed with the group's ancestors (by ix_group_closure_descendant), so adding a link at any depth
-    costs (ancestors x descendants) index entries, not a walk of the tenant's closure per ancestor."""
+    of member, joined at the latest edge on the path (keeping the earliest path when one existed)."""
     conn.execute(
         insert(group_group_members).values(
             tenant_id=tenant_id, group_id=group_id, member_group_id=member_id, added_at=at
         )
     )
+    _connect(conn, tenant_id, group_id, member_id, at)
+
+
+def _connect(
+    conn: Connection,
+    tenant_id: str,
+    upper: str,
+    lower: str,
+    at: datetime,
+    among: Sequence[str] | None = None,
+) -> None:
+    """Closure pairs for an edge upper -> lower: each ancestor of upper (only those in `among`, when
+    given) reaches each descendant of lower, joined at the latest of (ancestor, upper), the edge and
+    (lower, descendant); where a pair exists, the earlier stays.
+
+    One statement, whose plan cannot go wrong whatever the planner's statistics say (PostgreSQL plans a
+    tenant's closure from statistics gathered when it may have been a few rows; see remove_group_member):
+    the descendants are read once into a materialized CTE, the ancestors once, and the two crossed, with
+    no join condition between them to choose an index by. Custom plans, so a plan made while the closure
+    was small is not kept for it as it grows."""
     c = group_closure
     a = c.alias("a")
     below = (
         select(c.c.descendant_id, c.c.joined_at)
-        .where(c.c.tenant_id == tenant_id, c.c.ancestor_id == member_id)
+        .where(c.c.tenant_id == tenant_id, c.c.ancestor_id == lower)
         .cte("below")
         .prefix_with("MATERIALIZED")
     )
@@ -399,8 +415,10 @@ def add_group_member(conn: Connection, tenant_id: str, group_id: str, member_id:
             greatest(a.c.joined_at, literal(at, c.c.joined_at.type), below.c.joined_at).label("joined_at"),
         )
         .select_from(a.join(below, true()))
-        .where(a.c.tenant_id == tenant_id, a.c.descendant_id == group_id)
+        .where(a.c.tenant_id == tenant_id, a.c.descendant_id == upper)
     )
+    if among is not None:
+        rows = rows.where(a.c.ancestor_id.in_(list(among)))
     ins = insert_for(conn, c).from_select(["tenant_id", "ancestor_id", "descendant_id", "joined_at"], rows)
     ins = ins.on_conflict_do_update(
         index_elements=["tenant_id", "ancestor_id", "descendant_id"],
@@ -415,7 +433,8 @@ def _earlier(new: Any) -> Any:
 
 
 def remove_group_member(conn: Connection, tenant_id: str, group_id: str, member_id: str) -> None:
-    """Un-nest member, and shrink the closure in two statements.
+    """Un-nest member, and shrink the closure: delete the pairs that may have lost their path, put back
+    those that have not.
 
     Only pairs (a, d) with a an ancestor of group and d a descendant of member can lose their path (the
     suspects); every other closure row stays exact. The suspects are deleted; then those still reachable
@@ -427,8 +446,13 @@ def remove_group_member(conn: Connection, tenant_id: str, group_id: str, member_
                                   subtree and y inside it,
 
     joined at the minimum over those of the latest of the three, which is the minimum over the paths of
-    their latest edge. The statement starts from the edges into member's subtree (few, and none in a tree),
-    so it costs no more than they reach."""
+    their latest edge. So each edge into member's subtree (few; none in a tree) is connected again, for
+    the ancestors of group only.
+
+    Every statement is a lookup by keys the one before read (lists of groups: as long as the nesting is
+    deep or wide, never as long as a group has members), so that no plan depends on the planner's idea of
+    the closure's size: a join of the closure with itself, planned with statistics from before a large
+    nesting was built, looped over every pair for each pair (minutes for a cut in a chain of 1,000)."""
     c = group_closure
     e = group_group_members
     conn.execute(
@@ -436,47 +460,37 @@ def remove_group_member(conn: Connection, tenant_id: str, group_id: str, member_
             e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_id
         )
     )
-    above = select(c.c.ancestor_id).where(c.c.tenant_id == tenant_id, c.c.descendant_id == group_id)
-    below = select(c.c.descendant_id).where(c.c.tenant_id == tenant_id, c.c.ancestor_id == member_id)
-    with custom_plans(conn):
-        conn.execute(
-            delete(c).where(
-                c.c.tenant_id == tenant_id,
-                c.c.ancestor_id.in_(above.scalar_subquery()),
-                c.c.descendant_id.in_(below.scalar_subquery()),
+    above = ancestor_ids(conn, tenant_id, group_id)
+    below = descendant_ids(conn, tenant_id, member_id)
+    for i in range(0, len(above), KEYS_PER_STATEMENT):
+        for j in range(0, len(below), KEYS_PER_STATEMENT):
+            conn.execute(
+                delete(c).where(
+                    c.c.tenant_id == tenant_id,
+                    c.c.ancestor_id.in_(above[i : i + KEYS_PER_STATEMENT]),
+                    c.c.descendant_id.in_(below[j : j + KEYS_PER_STATEMENT]),
+                )
             )
-        )
-        # CROSS JOIN fixes the join order on SQLite (which has no statistics to choose one by): from the
-        # member's subtree, to the edges into it, to the ancestors of their tails, to the subtree of heads
-        g = greatest_name(conn)
-        conn.execute(
-            text(
-                f"""
-                INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, joined_at)
-                SELECT c1.tenant_id, c1.ancestor_id, c2.descendant_id,
-                       min({g}(c1.joined_at, e.added_at, c2.joined_at))
-                FROM group_closure inside
-                CROSS JOIN group_group_members e
-                CROSS JOIN group_closure c1
-                CROSS JOIN group_closure c2
-                WHERE inside.tenant_id = :t AND inside.ancestor_id = :m
-                  AND e.tenant_id = :t AND e.member_group_id = inside.descendant_id
-                  AND NOT EXISTS (
-                      SELECT 1 FROM group_closure x
-                      WHERE x.tenant_id = :t AND x.ancestor_id = :m AND x.descendant_id = e.group_id)
-                  AND c1.tenant_id = :t AND c1.descendant_id = e.group_id
-                  AND EXISTS (
-                      SELECT 1 FROM group_closure up
-                      WHERE up.tenant_id = :t AND up.ancestor_id = c1.ancestor_id AND up.descendant_id = :g)
-                  AND c2.tenant_id = :t AND c2.ancestor_id = e.member_group_id
-                  AND EXISTS (
-                      SELECT 1 FROM group_closure dn
-                      WHERE dn.tenant_id = :t AND dn.ancestor_id = :m AND dn.descendant_id = c2.descendant_id)
-                GROUP BY c1.tenant_id, c1.ancestor_id, c2.descendant_id
-                """
-            ),
-            {"t": tenant_id, "m": member_id, "g": group_id},
-        )
+    inside = set(below)
+    entries = []
+    for j in range(0, len(below), KEYS_PER_STATEMENT):
+        for edge in conn.execute(
+            select(e.c.group_id, e.c.member_group_id, e.c.added_at).where(
+                e.c.tenant_id == tenant_id, e.c.member_group_id.in_(below[j : j + KEYS_PER_STATEMENT])
+            )
+        ):
+            if edge.group_id not in inside:
+                entries.append(edge)
+    for edge in entries:
+        for i in range(0, len(above), KEYS_PER_STATEMENT):
+            _connect(
+                conn,
+                tenant_id,
+                edge.group_id,
+                edge.member_group_id,
+                edge.added_at,
+                among=above[i : i + KEYS_PER_STATEMENT],
+            )
 
 
 def ancestor_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
@@ -485,6 +499,16 @@ def ancestor_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
     return list(
         conn.execute(
             select(c.c.ancestor_id).where(c.c.tenant_id == tenant_id, c.c.descendant_id == group_id)
+        ).scalars()
+    )
+
+
+def descendant_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
+    """The group itself and every group nested in it, at any depth."""
+    c = group_closure
+    return list(
+        conn.execute(
+            select(c.c.descendant_id).where(c.c.tenant_id == tenant_id, c.c.ancestor_id == group_id)
         ).scalars()
     )
 
