@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     and_,
-    bindparam,
     case,
     delete,
     exists,
@@ -20,13 +19,14 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
+    true,
     tuple_,
     union_all,
     update,
 )
 
 from licensedesk.db.functions import greatest
+from licensedesk.db.planner import custom_plans
 from licensedesk.db.schema import (
     directory_terms,
     group_closure,
@@ -35,9 +35,10 @@ from licensedesk.db.schema import (
     groups,
     users,
 )
-from licensedesk.db.upsert import greatest_name, insert_for
+from licensedesk.db.upsert import insert_for
 
 EPOCH = datetime(1970, 1, 1)
+KEYS_PER_STATEMENT = 2000  # ids bound in one IN list (SQLite allows 32,766 parameters)
 TERM_MAX = "\U0010ffff"
 _WORD = re.compile(r"[^\w]+", re.UNICODE)
 
@@ -388,32 +389,53 @@ def add_group_member(conn: Connection, tenant_id: str, group_id: str, member_id:
             tenant_id=tenant_id, group_id=group_id, member_group_id=member_id, added_at=at
         )
     )
-    a = group_closure.alias("a")
-    d = group_closure.alias("d")
+    _connect(conn, tenant_id, group_id, member_id, at)
+
+
+def _connect(
+    conn: Connection,
+    tenant_id: str,
+    upper: str,
+    lower: str,
+    at: datetime,
+    among: Sequence[str] | None = None,
+) -> None:
+    """Closure pairs for an edge upper -> lower: each ancestor of upper (only those in `among`, when
+    given) reaches each descendant of lower, joined at the latest of (ancestor, upper), the edge and
+    (lower, descendant); where a pair exists, the earlier stays.
+
+    One statement, whose plan cannot go wrong whatever the planner's statistics say (PostgreSQL plans a
+    tenant's closure from statistics gathered when it may have been a few rows; see remove_group_member):
+    the descendants are read once into a materialized CTE, the ancestors once, and the two crossed, with
+    no join condition between them to choose an index by. Custom plans, so a plan made while the closure
+    was small is not kept for it as it grows."""
+    c = group_closure
+    a = c.alias("a")
+    below = (
+        select(c.c.descendant_id, c.c.joined_at)
+        .where(c.c.tenant_id == tenant_id, c.c.ancestor_id == lower)
+        .cte("below")
+        .prefix_with("MATERIALIZED")
+    )
     rows = (
         select(
             literal(tenant_id).label("tenant_id"),
             a.c.ancestor_id,
-            d.c.descendant_id,
-            greatest(a.c.joined_at, literal(at, group_closure.c.joined_at.type), d.c.joined_at).label(
-                "joined_at"
-            ),
+            below.c.descendant_id,
+            greatest(a.c.joined_at, literal(at, c.c.joined_at.type), below.c.joined_at).label("joined_at"),
         )
-        .select_from(a.join(d, d.c.tenant_id == a.c.tenant_id))
-        .where(
-            a.c.tenant_id == tenant_id,
-            a.c.descendant_id == group_id,
-            d.c.ancestor_id == member_id,
-        )
+        .select_from(a.join(below, true()))
+        .where(a.c.tenant_id == tenant_id, a.c.descendant_id == upper)
     )
-    ins = insert_for(conn, group_closure).from_select(
-        ["tenant_id", "ancestor_id", "descendant_id", "joined_at"], rows
-    )
+    if among is not None:
+        rows = rows.where(a.c.ancestor_id.in_(list(among)))
+    ins = insert_for(conn, c).from_select(["tenant_id", "ancestor_id", "descendant_id", "joined_at"], rows)
     ins = ins.on_conflict_do_update(
         index_elements=["tenant_id", "ancestor_id", "descendant_id"],
         set_={"joined_at": _earlier(ins.excluded.joined_at)},
     )
-    conn.execute(ins)
+    with custom_plans(conn):
+        conn.execute(ins)
 
 
 def _earlier(new: Any) -> Any:
@@ -421,44 +443,64 @@ def _earlier(new: Any) -> Any:
 
 
 def remove_group_member(conn: Connection, tenant_id: str, group_id: str, member_id: str) -> None:
-    """Un-nest member, then rebuild the closure rows of every ancestor of group from the remaining edges."""
+    """Un-nest member, and shrink the closure: delete the pairs that may have lost their path, put back
+    those that have not.
+
+    Only pairs (a, d) with a an ancestor of group and d a descendant of member can lose their path (the
+    suspects); every other closure row stays exact. The suspects are deleted; then those still reachable
+    are put back. A path from a to d that remains enters member's subtree by some other edge (x, y): x
+    outside the subtree, y inside. Then (a, x) and (y, d) are not suspects (no group is both an ancestor of
+    group and a descendant of member: that would be a cycle), so they are still in the closure, and
+
+        (a, d) is reachable  iff  some closure (a, x), edge (x, y), closure (y, d) with x outside member's
+                                  subtree and y inside it,
+
+    joined at the minimum over those of the latest of the three, which is the minimum over the paths of
+    their latest edge. So each edge into member's subtree (few; none in a tree) is connected again, for
+    the ancestors of group only.
+
+    Every statement is a lookup by keys the one before read (lists of groups: as long as the nesting is
+    deep or wide, never as long as a group has members), so that no plan depends on the planner's idea of
+    the closure's size: a join of the closure with itself, planned with statistics from before a large
+    nesting was built, looped over every pair for each pair (minutes for a cut in a chain of 1,000)."""
+    c = group_closure
     e = group_group_members
     conn.execute(
         delete(e).where(
             e.c.tenant_id == tenant_id, e.c.group_id == group_id, e.c.member_group_id == member_id
         )
     )
-    ancestors = ancestor_ids(conn, tenant_id, group_id)
-    rebuild_closure(conn, tenant_id, ancestors)
-
-
-def rebuild_closure(conn: Connection, tenant_id: str, ancestors: Sequence[str]) -> None:
-    c = group_closure
-    for i in range(0, len(ancestors), 500):
-        chunk = list(ancestors[i : i + 500])
-        conn.execute(
-            delete(c).where(
-                c.c.tenant_id == tenant_id, c.c.ancestor_id.in_(chunk), c.c.descendant_id != c.c.ancestor_id
-            )
-        )
-        g = greatest_name(conn)
-        # UNION (not UNION ALL) keeps each (ancestor, group, joined) once, which bounds the walk
-        conn.execute(
-            text(
-                f"""
-                WITH RECURSIVE walk(anc, grp, joined) AS (
-                    SELECT ancestor_id, ancestor_id, joined_at FROM group_closure
-                    WHERE tenant_id = :t AND ancestor_id IN :ancs AND descendant_id = ancestor_id
-                    UNION
-                    SELECT w.anc, e.member_group_id, {g}(w.joined, e.added_at)
-                    FROM walk w JOIN group_group_members e ON e.tenant_id = :t AND e.group_id = w.grp
+    above = ancestor_ids(conn, tenant_id, group_id)
+    below = descendant_ids(conn, tenant_id, member_id)
+    for i in range(0, len(above), KEYS_PER_STATEMENT):
+        for j in range(0, len(below), KEYS_PER_STATEMENT):
+            conn.execute(
+                delete(c).where(
+                    c.c.tenant_id == tenant_id,
+                    c.c.ancestor_id.in_(above[i : i + KEYS_PER_STATEMENT]),
+                    c.c.descendant_id.in_(below[j : j + KEYS_PER_STATEMENT]),
                 )
-                INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, joined_at)
-                SELECT :t, anc, grp, min(joined) FROM walk WHERE grp != anc GROUP BY anc, grp
-                """
-            ).bindparams(bindparam("ancs", expanding=True)),
-            {"t": tenant_id, "ancs": chunk},
-        )
+            )
+    inside = set(below)
+    entries = []
+    for j in range(0, len(below), KEYS_PER_STATEMENT):
+        for edge in conn.execute(
+            select(e.c.group_id, e.c.member_group_id, e.c.added_at).where(
+                e.c.tenant_id == tenant_id, e.c.member_group_id.in_(below[j : j + KEYS_PER_STATEMENT])
+            )
+        ):
+            if edge.group_id not in inside:
+                entries.append(edge)
+    for edge in entries:
+        for i in range(0, len(above), KEYS_PER_STATEMENT):
+            _connect(
+                conn,
+                tenant_id,
+                edge.group_id,
+                edge.member_group_id,
+                edge.added_at,
+                among=above[i : i + KEYS_PER_STATEMENT],
+            )
 
 
 def ancestor_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
@@ -467,6 +509,16 @@ def ancestor_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
     return list(
         conn.execute(
             select(c.c.ancestor_id).where(c.c.tenant_id == tenant_id, c.c.descendant_id == group_id)
+        ).scalars()
+    )
+
+
+def descendant_ids(conn: Connection, tenant_id: str, group_id: str) -> list[str]:
+    """The group itself and every group nested in it, at any depth."""
+    c = group_closure
+    return list(
+        conn.execute(
+            select(c.c.descendant_id).where(c.c.tenant_id == tenant_id, c.c.ancestor_id == group_id)
         ).scalars()
     )
 

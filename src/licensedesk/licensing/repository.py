@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 
 from licensedesk.db.functions import greatest, new_uuid
+from licensedesk.db.planner import no_nested_loops
 from licensedesk.db.schema import (
     direct_assignments,
     group_assignments,
@@ -422,13 +423,10 @@ def recount_group_status(
         big = conn.dialect.name == "postgresql" and (
             conn.execute(select(func.count()).select_from(members)).scalar_one() > LARGE_BATCH
         )
-        if big:
-            # members just added (a SCIM PATCH of thousands) have no statistics yet: the planner expects a
-            # handful and loops over the plan's licenses per member (n x n); a large group is hash-joined
-            conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-        row = conn.execute(counts).one()
-        if big:
-            conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
+        # members just added (a SCIM PATCH of thousands) have no statistics yet: the planner expects a
+        # handful and loops over the plan's licenses per member (n x n); a large group is hash-joined
+        with no_nested_loops(conn, when=big):
+            row = conn.execute(counts).one()
         values: dict[str, Any] = {
             "members_total": row[0],
             "members_seated": row[1],
@@ -1181,29 +1179,26 @@ def reseat(
         )
     )
     pg = conn.dialect.name == "postgresql"
-    if pg:
-        # a hash join: the estimates of rows this very transaction wrote make a loop look cheap (n x n)
-        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-    inserted = conn.execute(
-        insert(lic).from_select(
-            [
-                "tenant_id",
-                "plan_id",
-                "user_id",
-                "claim_at",
-                "claim_key",
-                "direct",
-                "via_group",
-                "active",
-                "state",
-                "created_at",
-                "updated_at",
-            ],
-            new_rows,
-        )
-    ).rowcount
-    if pg:
-        conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
+    # a hash join: the estimates of rows this very transaction wrote make a loop look cheap (n x n)
+    with no_nested_loops(conn):
+        inserted = conn.execute(
+            insert(lic).from_select(
+                [
+                    "tenant_id",
+                    "plan_id",
+                    "user_id",
+                    "claim_at",
+                    "claim_key",
+                    "direct",
+                    "via_group",
+                    "active",
+                    "state",
+                    "created_at",
+                    "updated_at",
+                ],
+                new_rows,
+            )
+        ).rowcount
     refresh_statistics(conn, inserted or 0, lic)
 
     # the existing licenses whose state changed
@@ -1212,20 +1207,19 @@ def reseat(
     if pg:
         # a join: PostgreSQL runs the correlated form below as a loop over the batch per license; and a
         # hash join even when its estimates (rows written by this very transaction) say a loop is cheaper
-        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
-        conn.execute(
-            update(lic)
-            .where(
-                lic.c.tenant_id == tenant_id,
-                lic.c.plan_id == plan_id,
-                wsc.c.tenant_id == tenant_id,
-                wsc.c.batch_id == batch_id,
-                wsc.c.user_id == lic.c.user_id,
-                existing_changed,
+        with no_nested_loops(conn):
+            conn.execute(
+                update(lic)
+                .where(
+                    lic.c.tenant_id == tenant_id,
+                    lic.c.plan_id == plan_id,
+                    wsc.c.tenant_id == tenant_id,
+                    wsc.c.batch_id == batch_id,
+                    wsc.c.user_id == lic.c.user_id,
+                    existing_changed,
+                )
+                .values(state=wsc.c.new_state, updated_at=now)
             )
-            .values(state=wsc.c.new_state, updated_at=now)
-        )
-        conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
     else:
         conn.execute(
             update(lic)
