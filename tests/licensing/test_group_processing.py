@@ -68,6 +68,23 @@ def test_a_job_whose_worker_died_is_taken_over_when_its_lease_runs_out(w, ctx, c
     assert job_count(ctx) == 0
 
 
+def test_a_job_running_past_its_lease_is_not_taken_over_while_its_worker_lives(w, ctx, clock, backend):
+    """A fan-out longer than the lease (a million members take minutes): while the worker's transaction
+    lives, its job rows stay locked and another worker's claim skips them instead of redoing the job.
+    (SQLite: the running job holds the one write lock, so no other worker can claim anything meanwhile.)"""
+    if backend != "postgresql":
+        pytest.skip("row locks: PostgreSQL (on SQLite the processing transaction holds the write lock)")
+    w.buy(5)
+    g = w.group("G", users=w.users("m", 2))
+    licensing.assign(ctx, w.tenant, PLAN, groups=[g])
+    [job] = processing.claim(ctx, "slow-worker", lease_seconds=120)
+    with ctx.db.write() as conn:  # the slow worker's processing transaction, still running
+        assert repo.jobs_still_leased(conn, w.tenant, [job.id], "slow-worker")
+        clock.advance(seconds=121)  # its lease has run out
+        assert processing.claim(ctx, "other-worker", lease_seconds=120) == []
+    assert processing.claim(ctx, "other-worker", lease_seconds=120) != []  # the worker is gone: taken over
+
+
 def test_a_worker_whose_lease_was_taken_over_does_not_apply_its_work(w, ctx, clock, monkeypatch):
     w.buy(5)
     g = w.group("G", users=w.users("m", 2))

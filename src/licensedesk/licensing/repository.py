@@ -1454,15 +1454,21 @@ def claim_jobs(conn: Connection, now: datetime, lease_until: datetime, token: st
 
 
 def jobs_still_leased(conn: Connection, tenant_id: str, job_ids: Sequence[str], token: str) -> bool:
-    n = conn.execute(
-        select(func.count()).where(
+    """Whether this worker still holds the jobs; their rows stay locked until the processing transaction
+    ends (PostgreSQL), so that a job running longer than its lease (a million-member fan-out) is not
+    taken over and redone by another worker meanwhile (claims skip locked rows). A worker that dies
+    releases them with its transaction; its jobs are taken over once their lease ran out."""
+    held = conn.execute(
+        select(jobs.c.id)
+        .where(
             jobs.c.tenant_id == tenant_id,
             jobs.c.id.in_(list(job_ids)),
             jobs.c.lease_token == token,
             jobs.c.state == "running",
         )
-    ).scalar_one()
-    return n == len(job_ids)
+        .with_for_update()
+    ).all()
+    return len(held) == len(job_ids)
 
 
 def finish_jobs(conn: Connection, tenant_id: str, job_ids: Sequence[str]) -> None:
