@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # Worker: how long a claimed job stays leased before another worker may take it over.
     job_lease_seconds: int = 120
     worker_poll_seconds: float = 0.5
+    # Whether a server process also runs a job worker (`serve --no-worker` turns it off, for API
+    # processes next to separate `licensedesk worker` processes).
+    run_worker: bool = True
     # The audience of admins' OIDC access tokens for the licensedesk API itself.
     api_audience: str = "api://licensedesk"
     # Where this service is reached; the dev issuer's `iss` and signed licenses' `iss` are made from it.
