@@ -1,7 +1,8 @@
 """Change notification: how every process learns, within a second, that a tenant's data changed.
 
 Writers call `bump(conn, tenant_id)` inside their transaction (the audit log does it for every change):
-it increments the tenant's row of change_counters and, on PostgreSQL, sends NOTIFY (delivered on commit).
+as the transaction's last statements, it increments the tenant's row of change_counters and, on
+PostgreSQL, sends NOTIFY (delivered on commit).
 A `ChangeFeed` per process keeps the last seen version of every tenant: at once for commits of its own
 process, by LISTEN on PostgreSQL, and by polling the small counters table (SQLite, and as a safety net for
 notifications missed while reconnecting).
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from licensedesk.db.engine import Database, after_commit
+from licensedesk.db.engine import Database, after_commit, before_commit
 from licensedesk.db.schema import change_counters
 from licensedesk.db.upsert import insert_for
 
@@ -33,14 +34,24 @@ def bump(conn: Connection, tenant_id: str) -> None:
     if tenant_id in bumped:
         return
     bumped.add(tenant_id)
-    c = change_counters
-    conn.execute(
-        insert_for(conn, c)
-        .values(tenant_id=tenant_id, version=1)
-        .on_conflict_do_update(index_elements=["tenant_id"], set_={"version": c.c.version + 1})
-    )
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_notify(:channel, :tenant)"), {"channel": CHANNEL, "tenant": tenant_id})
+
+    def _increment() -> None:
+        c = change_counters
+        conn.execute(
+            insert_for(conn, c)
+            .values(tenant_id=tenant_id, version=1)
+            .on_conflict_do_update(index_elements=["tenant_id"], set_={"version": c.c.version + 1})
+        )
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text("SELECT pg_notify(:channel, :tenant)"), {"channel": CHANNEL, "tenant": tenant_id}
+            )
+
+    # The counter row is the tenant's one hot row: it is locked from its update to the commit. Updated
+    # last, it is held only for the commit itself and is never the first of two locks taken in opposite
+    # orders (a writer holding it while it waits for a plan's pool deadlocked with a worker holding the
+    # pool; a long fan-out held it, and so every other write of the tenant, for its whole length).
+    before_commit(conn, _increment)
 
     def _tell_this_process() -> None:
         for listener in list(_local_listeners):

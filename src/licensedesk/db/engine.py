@@ -53,17 +53,23 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction. Callbacks registered with `after_commit` run once it has committed."""
+        """A write transaction. Callbacks registered with `before_commit` run, in order, as its last
+        statements (not if it fails); those registered with `after_commit` once it has committed."""
         callbacks: list[Callable[[], None]] = []
+        last: list[Callable[[], None]] = []
         with self.engine.connect() as conn:
             conn = conn.execution_options(licensedesk_write=True)
             conn.info["after_commit"] = callbacks
+            conn.info["before_commit"] = last
             conn.info["transaction"] = {}  # state of this one transaction (the connection is pooled)
             try:
                 with conn.begin():
                     yield conn
+                    for step in last:
+                        step()
             finally:
                 conn.info.pop("after_commit", None)
+                conn.info.pop("before_commit", None)
                 conn.info.pop("transaction", None)
         for callback in dict.fromkeys(callbacks):
             callback()
@@ -122,6 +128,15 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def before_commit(conn: Connection, step: Callable[[], None]) -> None:
+    """Run `step` as the last work of the write transaction of `conn` (at once outside one)."""
+    steps = conn.info.get("before_commit")
+    if steps is None:
+        step()
+    else:
+        steps.append(step)
 
 
 def after_commit(conn: Connection, callback: Callable[[], None]) -> None:

@@ -513,6 +513,12 @@ def membership_changed(
         # no license reaches through this group; members' group status needs nothing either
         return
     now = ctx.clock.now()
+    plan_ids = sorted({p for p, _g in assigned})
+    # the pools first, before any group status row is written: a worker holds a pool while it writes the
+    # status of the groups it processed, so the other order deadlocks with it (found by
+    # tests/reliability/test_scale_out.py: two API processes and two workers on PostgreSQL)
+    for plan_id in plan_ids:
+        repo.lock_pool(conn, tenant_id, plan_id, now)
     user_ids = [*added_users, *removed_users]
     job_id = repo.enqueue_job(conn, tenant_id, "users", group_id, now, user_ids=user_ids)
     if nested_group is not None:
@@ -528,8 +534,7 @@ def membership_changed(
             repo.scope_from(
                 conn, tenant_id, batch, directory.transitive_user_ids_select(tenant_id, nested_group)
             )
-        for plan_id in sorted({p for p, _g in assigned}):
-            repo.lock_pool(conn, tenant_id, plan_id, now)
+        for plan_id in plan_ids:
             needed = repo.count_needing_seat(conn, tenant_id, plan_id, batch)
             repo.reserve(
                 conn, tenant_id, plan_id, job_id, now, min(needed, _pool_available(conn, tenant_id, plan_id))
