@@ -104,6 +104,8 @@ def serve(
     from licensedesk import logs
 
     logs.configure(get_settings().log_level)
+    from licensedesk.server import GuardedHttpToolsProtocol
+
     uvicorn.run(
         "licensedesk.app:create_app",
         factory=True,
@@ -112,6 +114,8 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        # httptools with a limit on the size of a request's head and on the time to send it (slow clients)
+        http=GuardedHttpToolsProtocol,
     )
 
 
