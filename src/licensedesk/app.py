@@ -59,10 +59,12 @@ def create_app(
     *,
     db: Database | None = None,
     clock: Clock | None = None,
-    run_worker: bool = True,
+    run_worker: bool | None = None,
     migrate: bool = True,
 ) -> LicensedeskApp:
     settings = settings or get_settings()
+    if run_worker is None:
+        run_worker = settings.run_worker
     if not logging.getLogger().handlers:
         from licensedesk import logs
 

@@ -76,11 +76,17 @@ def serve(
     port: int = typer.Option(8000, help="port to listen on"),
     workers: int = typer.Option(1, min=1, max=64, help="server processes (each runs a job worker)"),
     demo: bool = typer.Option(False, "--demo", help="seed the demo tenant Contoso and print sign-in tokens"),
+    no_worker: bool = typer.Option(
+        False, "--no-worker", help="serve only; jobs are left to separate `licensedesk worker` processes"
+    ),
 ) -> None:
     """Serve the API (and the job worker) with uvicorn; migrations are applied first."""
     import uvicorn
 
     os.environ.setdefault("LICENSEDESK_PUBLIC_URL", f"http://{host}:{port}")
+    if no_worker:
+        # the app factory reads it in every server process uvicorn starts
+        os.environ["LICENSEDESK_RUN_WORKER"] = "0"
     if demo:
         os.environ.setdefault("LICENSEDESK_DEV_ISSUER", "1")
     get_settings.cache_clear()
@@ -98,6 +104,8 @@ def serve(
     from licensedesk import logs
 
     logs.configure(get_settings().log_level)
+    from licensedesk.server import GuardedHttpToolsProtocol
+
     uvicorn.run(
         "licensedesk.app:create_app",
         factory=True,
@@ -106,6 +114,8 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        # httptools with a limit on the size of a request's head and on the time to send it (slow clients)
+        http=GuardedHttpToolsProtocol,
     )
 
 
@@ -136,10 +146,12 @@ def _banner(host: str, port: int, seeded: Any, sign_in: str) -> None:
 @app.command()
 def worker() -> None:
     """Run a job worker in the foreground (any number may share a database)."""
+    from licensedesk import logs
     from licensedesk.worker import Worker
 
     ctx = open_context()
     settings = get_settings()
+    logs.configure(settings.log_level)
     w = Worker(ctx, poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.job_lease_seconds)
     signal.signal(signal.SIGTERM, lambda *_: w.stop(timeout=0))
     err.print("[green]worker running[/green] (Ctrl-C stops it)")

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     # Worker: how long a claimed job stays leased before another worker may take it over.
     job_lease_seconds: int = 120
     worker_poll_seconds: float = 0.5
+    # Whether a server process also runs a job worker (`serve --no-worker` turns it off, for API
+    # processes next to separate `licensedesk worker` processes).
+    run_worker: bool = True
     # The audience of admins' OIDC access tokens for the licensedesk API itself.
     api_audience: str = "api://licensedesk"
     # Where this service is reached; the dev issuer's `iss` and signed licenses' `iss` are made from it.
@@ -27,6 +30,10 @@ class Settings(BaseSettings):
     # How often a process reads the change counters (PostgreSQL also pushes changes by NOTIFY).
     change_poll_seconds: float = 0.25
     log_level: str = "info"
+    # Slow clients (src/licensedesk/server.py): a request's line and headers must arrive within this of
+    # its first byte, and its body within this of its headers; otherwise the connection is closed.
+    http_head_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
     # Rate limits (requests per second, and the burst allowed at once; a rate of 0 turns a limit off),
     # per server process. The run-time check: per user token, and per client address for requests that
     # must validate a token (cache misses: bad or new tokens). The API: per credential (API token or

@@ -76,6 +76,20 @@ def token_key(token: str, audience: str) -> bytes:
     return hashlib.blake2b(f"{audience}\0{token}".encode(), digest_size=16).digest()
 
 
+FLIGHT_WAIT_SECONDS = 5.0
+
+
+class _Flight:
+    """One computation of an answer that concurrent misses of the same answer wait for."""
+
+    __slots__ = ("answer", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answer: Answer | None = None
+        self.error: Exception | None = None
+
+
 class BoundedCache:
     """A dict that forgets its oldest entries past `size` (thread-safe enough: one lock)."""
 
@@ -158,6 +172,8 @@ class Checker:
         self.license_ttl = license_ttl
         self.tokens = BoundedCache(200_000)
         self.answers = BoundedCache(300_000)
+        self._flights: dict[Any, _Flight] = {}
+        self._flights_lock = threading.Lock()
         self.usage = UsageRecorder(ctx)
         self._products: dict[str, tuple[float, Any, dict[str, str]]] = {}
         self._issuers: dict[str, list[Any]] = {}
@@ -279,9 +295,34 @@ class Checker:
         cached = self.answers.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
-        answer = self._compute(identity, product_id)
-        self.answers.put(key, (version, answer))
-        return answer
+        # One computation per answer and version: every write of a tenant makes its cached answers stale
+        # at once, and a user's visuals (or a load test's connections) then all miss together. The first
+        # miss reads the database; the others, asking for the same version, wait for its answer (found by
+        # tests/reliability/test_load_while_writing.py: 32 connections re-reading one answer after each
+        # write starved the check, p99 ~300 ms).
+        with self._flights_lock:
+            flight = self._flights.get((key, version))
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[(key, version)] = _Flight()
+        if not leader:
+            if flight.done.wait(FLIGHT_WAIT_SECONDS) and flight.answer is not None:
+                return flight.answer
+            if flight.error is not None:
+                raise flight.error
+            return self._compute(identity, product_id)  # the first is slow: ask for ourselves
+        try:
+            answer = self._compute(identity, product_id)
+            self.answers.put(key, (version, answer))
+            flight.answer = answer
+            return answer
+        except Exception as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._flights_lock:
+                self._flights.pop((key, version), None)
+            flight.done.set()
 
     def _compute(self, identity: Identity, product_id: str) -> Answer:
         _product, plan_map = self.product(product_id)

@@ -73,6 +73,7 @@ def run_once(ctx: Context, *, lease_seconds: int = 120) -> int:
                 ctx.clock.now() + timedelta(seconds=min(300, 2**attempts)),
             )
         return 0
+    log.info("finished %d job(s) of tenant %s: %s", len(claimed), tenant_id, " ".join(job_ids))
     return len(claimed)
 
 

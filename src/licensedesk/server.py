@@ -1,0 +1,143 @@
+"""The HTTP protocol `licensedesk serve` runs: uvicorn's httptools protocol with limits it lacks.
+
+uvicorn's httptools protocol (the fast one, which the check's throughput depends on) bounds neither the
+size of a request's head (request line and headers: it buffers a header until it ends, however long) nor
+the time a client may take to send it (its keep-alive timeout is cancelled by any byte received), so one
+client trickling bytes holds a connection, and the memory of its head, for as long as it likes: enough
+such connections exhaust the process's file descriptors and starve every other client (slowloris).
+
+This protocol adds, per connection:
+- a head limit (HEADER_LIMIT): a head larger than 16 KiB (h11's and Node's default) is answered 431 with
+  a problem document, and the connection is closed;
+- a head timeout (LICENSEDESK_HTTP_HEAD_TIMEOUT_SECONDS, 10 s): a request's head must arrive within it of
+  its first byte (or of the connection); otherwise the connection is closed;
+- a body timeout (LICENSEDESK_HTTP_BODY_TIMEOUT_SECONDS, 30 s: 1 MiB, the API's body limit, at 35 KiB/s):
+  its body must arrive within it of the head; otherwise the connection is closed and the application
+  sees the client gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from licensedesk.settings import get_settings
+
+HEADER_LIMIT = 16 * 1024
+
+_TOO_LARGE = json.dumps(
+    {
+        "type": "urn:licensedesk:problem:headers_too_large",
+        "title": "Request header fields too large",
+        "status": 431,
+        "detail": f"the request line and headers may take at most {HEADER_LIMIT} bytes",
+        "code": "headers_too_large",
+    },
+    separators=(",", ":"),
+).encode()
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    head_limit = HEADER_LIMIT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_settings()
+        self.head_timeout = settings.http_head_timeout_seconds
+        self.body_timeout = settings.http_body_timeout_seconds
+        self._in_head = True  # waiting for (the rest of) a request's line and headers
+        self._head_size = 0  # bytes of the current head parsed so far
+        self._head_received = 0  # bytes received while the current head is incomplete
+        self._too_large = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ---------------------------------------------------------------- timers
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    # ---------------------------------------------------------------- the connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.head_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._too_large:
+            return
+        if self._in_head:
+            self._head_received += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_received > self.head_limit and not self.transport.is_closing():
+            # an unfinished head already larger than the limit (one long header still arriving)
+            self._too_large = True
+            self.send_400_response("")
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._too_large:
+            super().send_400_response(msg)
+            return
+        self._disarm()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/problem+json\r\n"
+            b"content-length: " + str(len(_TOO_LARGE)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + _TOO_LARGE
+        )
+        self.transport.close()
+
+    # ---------------------------------------------------------------- parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_size = 0
+        if self._timer is None:
+            self._arm(self.head_timeout)
+
+    def _count(self, n: int) -> None:
+        self._head_size += n
+        if self._head_size > self.head_limit:
+            self._too_large = True
+            raise _HeadTooLarge  # httptools raises it as a parser error: send_400_response answers 431
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_received = 0
+        self._arm(self.body_timeout)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        self._in_head = True  # whatever comes next is the next request's head
+        super().on_message_complete()
