@@ -60,7 +60,8 @@ def authenticate(request: Request) -> Principal:
         raise RateLimited(wait, "too many failed sign-ins from this address; try again later")
     principal: Principal | None
     if token.startswith(auth.PREFIX):
-        principal = auth.authenticate(ctx, token)
+        feed = getattr(request.app.state, "feed", None)
+        principal = auth.authenticate(ctx, token, versions=feed.version if feed is not None else None)
     else:
         principal = _oidc_admin(request, ctx, token)
     if principal is None:

@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from licensedesk.audit import service as audit
 from licensedesk.auth import repository
 from licensedesk.auth.roles import OPERATOR, ROLES, Principal
 from licensedesk.context import Context
+from licensedesk.db import changes
 from licensedesk.db.schema import SYSTEM_TENANT
 from licensedesk.errors import NotFound, ValidationFailed
 from licensedesk.pagination import Page, check_limit, decode_cursor, encode_cursor
@@ -123,7 +125,10 @@ def revoke_token(ctx: Context, tenant_ref: str | None, token_id: str) -> None:
 def revoke_tokens_named(ctx: Context, tenant_ref: str | None, name: str) -> int:
     with ctx.db.write() as conn:
         tenant_id = tenancy.resolve(conn, tenant_ref).id if tenant_ref is not None else SYSTEM_TENANT
-        return repository.revoke_named(conn, tenant_id, name, ctx.clock.now())
+        n = repository.revoke_named(conn, tenant_id, name, ctx.clock.now())
+        if n:
+            changes.bump(conn, tenant_id)  # processes that verified them must look them up again
+        return n
 
 
 _touched: dict[str, float] = {}
@@ -131,16 +136,43 @@ _touch_lock = threading.Lock()
 TOUCH_EVERY_SECONDS = 60.0
 
 
-def authenticate(ctx: Context, secret: str) -> Principal | None:
-    """The principal of an API token secret, or None (unknown, malformed or revoked)."""
+# Tokens verified by this process, valid while their tenant's change version is the one read before the
+# token was looked up: revoking a token is a change of its tenant (audited), which every process learns at
+# once for its own commits and within a second for others' (db/changes.py), as the check's caches do.
+_tenant_of: dict[str, str] = {}  # digest -> the token's tenant (never changes)
+_verified: dict[str, tuple[Any, Any]] = {}  # digest -> (token row, tenant version before its lookup)
+_MAX_CACHED = 10_000
+
+
+def authenticate(
+    ctx: Context, secret: str, *, versions: Callable[[str], Any] | None = None
+) -> Principal | None:
+    """The principal of an API token secret, or None (unknown, malformed or revoked). With `versions` (a
+    change feed's), a token verified before is not looked up again while its tenant has not changed."""
     if not secret.startswith(PREFIX) or len(secret) > 100:
         return None
     digest = hash_secret(secret)
-    with ctx.db.read() as conn:
-        row = repository.by_hash(conn, digest)
-    # the lookup is by hash; compare the stored hash in constant time all the same
-    if row is None or not hmac.compare_digest(row.secret_hash, digest) or row.revoked_at is not None:
-        return None
+    row = None
+    version = None
+    tenant_id = _tenant_of.get(digest)
+    if versions is not None and tenant_id is not None:
+        version = versions(tenant_id)  # read before the lookup below, so a revocation after it is seen
+        hit = _verified.get(digest)
+        if hit is not None and hit[1] == version:
+            row = hit[0]
+    if row is None:
+        with ctx.db.read() as conn:
+            row = repository.by_hash(conn, digest)
+        # the lookup is by hash; compare the stored hash in constant time all the same
+        if row is None or not hmac.compare_digest(row.secret_hash, digest) or row.revoked_at is not None:
+            _verified.pop(digest, None)
+            return None
+        if len(_tenant_of) >= _MAX_CACHED or len(_verified) >= _MAX_CACHED:
+            _tenant_of.clear()
+            _verified.clear()
+        _tenant_of[digest] = row.tenant_id
+        if version is not None:
+            _verified[digest] = (row, version)
     _touch(ctx, row.tenant_id, row.id)
     return Principal(
         kind="token",
