@@ -62,6 +62,57 @@ def test_concurrent_misses_of_one_answer_read_the_database_once(env, monkeypatch
     assert len(calls) == 2
 
 
+def test_while_one_request_reads_a_changed_answer_the_others_get_the_previous_one_briefly(env, monkeypatch):  # type: ignore[no-untyped-def]
+    """Within SPEC's second for a change to reach the check: the requests that arrive while the first one
+    reads the new answer get the answer that was current until a moment ago, instead of queueing behind
+    the read; once the previous answer is older than that moment, they wait for the new one."""
+    checker = env.checker
+    ann = env.world.user("ann")
+    env.world.buy(1)
+    licensing.assign(env.world.ctx, env.world.tenant, PLAN, users=[ann])
+    checker.feed.poll()
+    identity = Identity(env.world.tenant, None, ("ann@contoso.com",), time.time() + 600)
+    previous = checker.answer(identity, "innofalls-charts")
+    real = checker._compute
+    gate = threading.Event()
+
+    def held(*args, **kwargs):  # type: ignore[no-untyped-def]
+        gate.wait(5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checker, "_compute", held)
+
+    def ask_while_the_leader_reads(stale_for: float) -> list[tuple[object, bool]]:
+        checker.feed.changed(env.world.tenant)  # a write of the tenant
+        if stale_for:
+            before, _at = checker.feed._last_change[env.world.tenant]
+            checker.feed._last_change[env.world.tenant] = (before, time.monotonic() - stale_for)
+        gate.clear()
+        leader = threading.Thread(target=lambda: checker.answer(identity, "innofalls-charts"))
+        leader.start()
+        time.sleep(0.05)  # the leader is reading (held)
+        got: list[tuple[object, bool]] = []
+
+        def ask() -> None:
+            answer = checker.answer(identity, "innofalls-charts")
+            got.append((answer, gate.is_set()))
+
+        others = [threading.Thread(target=ask) for _ in range(4)]
+        for t in others:
+            t.start()
+        time.sleep(0.1)
+        gate.set()
+        for t in [leader, *others]:
+            t.join(10)
+        return got
+
+    fresh = ask_while_the_leader_reads(stale_for=0)
+    assert len(fresh) == 4 and all(answer is previous and not read for answer, read in fresh)
+    # superseded longer ago than the grace: they wait for the leader's read
+    late = ask_while_the_leader_reads(stale_for=5.0)
+    assert len(late) == 4 and all(read for _answer, read in late)
+
+
 def test_a_failed_computation_fails_every_waiter_and_is_not_cached(env, monkeypatch):  # type: ignore[no-untyped-def]
     checker = env.checker
     identity = Identity(env.world.tenant, None, ("nobody@contoso.com",), time.time() + 600)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,7 @@ class ChangeFeed:
         self.poll_seconds = poll_seconds
         self._versions: dict[str, int] = {}
         self._local: dict[str, int] = {}  # commits of this process, known before the table is read again
+        self._last_change: dict[str, tuple[tuple[int, int], float]] = {}  # tenant -> (version before, when)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poke = threading.Event()
@@ -81,7 +83,14 @@ class ChangeFeed:
     def changed(self, tenant_id: str) -> None:
         """A commit of this process changed the tenant: every cached answer of it is stale at once."""
         with self._lock:
+            self._last_change[tenant_id] = (self.version(tenant_id), time.monotonic())
             self._local[tenant_id] = self._local.get(tenant_id, 0) + 1
+
+    def superseded_within(self, tenant_id: str, version: tuple[int, int], seconds: float) -> bool:
+        """Whether `version` was the tenant's version until less than `seconds` ago (the latest change was
+        the one from it)."""
+        last = self._last_change.get(tenant_id)
+        return last is not None and last[0] == version and time.monotonic() - last[1] < seconds
 
     def poll(self) -> int:
         """Read the counters; answers how many tenants changed since the last read."""
@@ -89,8 +98,10 @@ class ChangeFeed:
             rows = conn.execute(select(change_counters.c.tenant_id, change_counters.c.version)).all()
         changed = 0
         with self._lock:
+            now = time.monotonic()
             for tenant_id, version in rows:
                 if self._versions.get(tenant_id) != version:
+                    self._last_change[tenant_id] = (self.version(tenant_id), now)
                     self._versions[tenant_id] = int(version)
                     changed += 1
         self.polls += 1
