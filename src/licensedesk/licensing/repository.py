@@ -342,11 +342,21 @@ def set_processing_state(
     conn: Connection, tenant_id: str, group_ids: Sequence[str], state: str, plan_id: str | None = None
 ) -> None:
     g = group_assignments
-    for i in range(0, len(group_ids), 500):
-        stmt = update(g).where(g.c.tenant_id == tenant_id, g.c.group_id.in_(list(group_ids[i : i + 500])))
+    ids = sorted(set(group_ids))
+    for i in range(0, len(ids), 500):
+        cond = and_(g.c.tenant_id == tenant_id, g.c.group_id.in_(ids[i : i + 500]))
         if plan_id is not None:
-            stmt = stmt.where(g.c.plan_id == plan_id)
-        conn.execute(stmt.values(processing_state=state))
+            cond = and_(cond, g.c.plan_id == plan_id)
+        if conn.dialect.name == "postgresql":
+            # rows locked in one order by every writer: two membership changes under common ancestors,
+            # each updating the same rows in the order it met them, deadlocked (the scale-out test)
+            conn.execute(
+                select(g.c.group_id)
+                .where(cond)
+                .order_by(g.c.group_id, g.c.plan_id)
+                .with_for_update(key_share=False)
+            )
+        conn.execute(update(g).where(cond).values(processing_state=state))
 
 
 def assigned_groups_among(conn: Connection, tenant_id: str, group_ids: Sequence[str]) -> list[Any]:
