@@ -865,6 +865,21 @@ def take_reserved_seats(
 
 # ---------------------------------------------------------------- recomputation
 
+# the columns of a license row, in the order the recomputation's INSERT ... SELECTs produce them
+LICENSE_COLUMNS = [
+    "tenant_id",
+    "plan_id",
+    "user_id",
+    "claim_at",
+    "claim_key",
+    "direct",
+    "via_group",
+    "active",
+    "state",
+    "created_at",
+    "updated_at",
+]
+
 
 def recompute_scope(
     conn: Connection, tenant_id: str, plan_id: str, batch_id: str, now: datetime
@@ -1025,19 +1040,7 @@ def recompute_scope(
         ),
     )
     ins = insert_for(conn, lic).from_select(
-        [
-            "tenant_id",
-            "plan_id",
-            "user_id",
-            "claim_at",
-            "claim_key",
-            "direct",
-            "via_group",
-            "active",
-            "state",
-            "created_at",
-            "updated_at",
-        ],
+        LICENSE_COLUMNS,
         upsert_rows,
     )
     ex = ins.excluded
@@ -1193,19 +1196,7 @@ def reseat(
     with no_nested_loops(conn):
         inserted = conn.execute(
             insert(lic).from_select(
-                [
-                    "tenant_id",
-                    "plan_id",
-                    "user_id",
-                    "claim_at",
-                    "claim_key",
-                    "direct",
-                    "via_group",
-                    "active",
-                    "state",
-                    "created_at",
-                    "updated_at",
-                ],
+                LICENSE_COLUMNS,
                 new_rows,
             )
         ).rowcount
