@@ -43,8 +43,10 @@ class RateLimiter:
         """Take one request from the key's bucket: 0.0 when allowed, else the seconds to wait."""
         if self.rate <= 0:
             return 0.0
-        now = self.clock()
         with self._lock:
+            # the clock is read under the lock: read before it, a thread that waited for the lock would
+            # refill the bucket by a negative time (a 429 for nothing at high rates)
+            now = self.clock()
             bucket = self._buckets.get(key)
             if bucket is None:
                 bucket = [self.burst, now]
@@ -53,7 +55,7 @@ class RateLimiter:
                     self._buckets.popitem(last=False)
             else:
                 self._buckets.move_to_end(key)
-                tokens = bucket[0] + (now - bucket[1]) * self.rate
+                tokens = bucket[0] + max(0.0, now - bucket[1]) * self.rate
                 bucket[0] = tokens if tokens < self.burst else self.burst
                 bucket[1] = now
             if bucket[0] >= 1.0:
@@ -65,12 +67,12 @@ class RateLimiter:
         """The seconds to wait before the key may spend again (0.0: it may), without spending."""
         if self.rate <= 0:
             return 0.0
-        now = self.clock()
         with self._lock:
+            now = self.clock()
             bucket = self._buckets.get(key)
             if bucket is None:
                 return 0.0
-            tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            tokens = min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * self.rate)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def keys(self) -> int:

@@ -58,6 +58,38 @@ def test_blocked_looks_without_spending_and_a_zero_rate_is_off():
     assert not off.enabled and all(off.hit("a") == 0.0 for _ in range(1000))
 
 
+def test_a_reading_of_the_clock_older_than_the_buckets_refills_nothing_and_takes_nothing():
+    """Threads race to a bucket: the one that read the clock first may update it second. Its elapsed time
+    is then negative, which at a high rate emptied the bucket by millions (found as 429s under load)."""
+    readings = iter([10.0, 9.999])
+    limiter = RateLimiter(1e9, 2, clock=lambda: next(readings))
+    assert limiter.hit("a") == 0.0  # one of two left
+    assert limiter.hit("a") == 0.0  # an older reading: the one left is still there
+
+
+def test_threads_hitting_one_bucket_under_a_rate_it_never_reaches_are_never_refused():
+    import sys
+    import threading
+
+    limiter = RateLimiter(1e9, 100)
+    refused: list[float] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+
+        def hammer() -> None:
+            refused.extend(w for w in (limiter.hit("a") for _ in range(20_000)) if w)
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert refused == []
+
+
 def test_the_buckets_are_bounded_forgetting_the_least_recently_seen():
     limiter = RateLimiter(1.0, 1, max_keys=100)
     for i in range(1000):
