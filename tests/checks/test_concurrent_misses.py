@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
-from licensedesk.checks.service import Identity
+from licensedesk.checks.service import Identity, Lead
 from licensedesk.db import changes
 from licensedesk.db.engine import normalize_url
 from licensedesk.licensing import service as licensing
@@ -83,10 +83,10 @@ def test_while_one_request_reads_a_changed_answer_the_others_get_the_previous_on
     monkeypatch.setattr(checker, "_compute", held)
 
     def ask_while_the_leader_reads(stale_for: float) -> list[tuple[object, bool]]:
+        before = checker.feed.version(env.world.tenant)
         checker.feed.changed(env.world.tenant)  # a write of the tenant
         if stale_for:
-            before, _at = checker.feed._last_change[env.world.tenant]
-            checker.feed._last_change[env.world.tenant] = (before, time.monotonic() - stale_for)
+            checker.feed._ended[env.world.tenant][before] = time.monotonic() - stale_for
         gate.clear()
         leader = threading.Thread(target=lambda: checker.answer(identity, "innofalls-charts"))
         leader.start()
@@ -111,6 +111,61 @@ def test_while_one_request_reads_a_changed_answer_the_others_get_the_previous_on
     # superseded longer ago than the grace: they wait for the leader's read
     late = ask_while_the_leader_reads(stale_for=5.0)
     assert len(late) == 4 and all(read for _answer, read in late)
+
+
+def test_after_a_change_one_check_reads_the_new_answer_and_the_others_get_the_previous_one(env, monkeypatch):  # type: ignore[no-untyped-def]
+    """After a write, the cache-only path (the event loop's) hands the first request a Lead: it reads the new
+    answer in a thread, and so sees a change made just before it. The requests that arrive while it reads
+    get the previous answer (current until less than STALE_SECONDS ago) without leaving the event loop;
+    past that grace they decline to the slow path, which waits for the read."""
+    checker = env.checker
+    ann = env.world.user("ann")
+    env.world.buy(1)
+    token = env.token("ann@contoso.com")
+    checker.feed.poll()
+    assert checker.cached_service_plans(token, "innofalls-charts") is None  # nothing cached yet
+    before = checker.service_plans(token, "innofalls-charts")
+    assert before.plans == () and checker.cached_service_plans(token, "innofalls-charts") is before
+
+    real = checker._compute
+    gate = threading.Event()
+    calls: list[float] = []
+
+    def held(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(time.monotonic())
+        gate.wait(5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checker, "_compute", held)
+    version = checker.feed.version(env.world.tenant)
+    licensing.assign(env.world.ctx, env.world.tenant, PLAN, users=[ann])
+    assert checker.feed.version(env.world.tenant) != version  # this process's commits: known at once
+
+    lead = checker.cached_service_plans(token, "innofalls-charts")
+    assert isinstance(lead, Lead)
+    got: list[object] = []
+    reader = threading.Thread(target=lambda: got.append(checker.read(lead)))
+    reader.start()
+    meanwhile = [checker.cached_service_plans(token, "innofalls-charts") for _ in range(20)]
+    assert all(answer is before for answer in meanwhile)  # the previous answer, no second reader
+    gate.set()
+    reader.join(10)
+    assert len(calls) == 1 and [a.plans for a in got] == [((PLAN, "innofalls.charts.pro", 1),)]  # type: ignore[attr-defined]
+    assert checker.cached_service_plans(token, "innofalls-charts") is got[0]  # current now
+
+    # a change whose new answer is still being read past the grace: the cache-only path declines
+    gate.clear()
+    version = checker.feed.version(env.world.tenant)
+    checker.feed.changed(env.world.tenant)
+    lead = checker.cached_service_plans(token, "innofalls-charts")
+    assert isinstance(lead, Lead)
+    reader = threading.Thread(target=lambda: checker.read(lead))
+    reader.start()
+    checker.feed._ended[env.world.tenant][version] = time.monotonic() - 5.0
+    assert checker.cached_service_plans(token, "innofalls-charts") is None
+    gate.set()
+    reader.join(10)
+    assert len(calls) == 2
 
 
 def test_a_failed_computation_fails_every_waiter_and_is_not_cached(env, monkeypatch):  # type: ignore[no-untyped-def]

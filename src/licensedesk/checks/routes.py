@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
@@ -26,7 +27,7 @@ from licensedesk.api.problems import DATABASE_UNAVAILABLE, ApiError
 from licensedesk.api.schemas import ApiModel, Out, Problem, problems
 from licensedesk.auth.oidc import InvalidToken
 from licensedesk.checks import keys as signing
-from licensedesk.checks.service import CORS_HEADERS, Answer, Checker, etag_matches
+from licensedesk.checks.service import CORS_HEADERS, Answer, Checker, Lead, etag_matches
 from licensedesk.errors import NotFound
 from licensedesk.ratelimit import RateLimited, retry_after
 from licensedesk.tenancy import service as tenancy
@@ -99,8 +100,17 @@ def respond(
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return _problem(401, "invalid_token", "send the user's access token as a bearer token", INVALID_TOKEN)
+    return _answering(lambda: checker.service_plans(token.strip(), product_id), if_none_match)
+
+
+def respond_lead(checker: Checker, lead: Lead, if_none_match: str | None) -> Result:
+    """(status, body, headers) of the request that reads a changed answer for everyone; in a thread."""
+    return _answering(lambda: checker.read(lead), if_none_match)
+
+
+def _answering(get: Callable[[], Answer], if_none_match: str | None) -> Result:
     try:
-        answer = checker.service_plans(token.strip(), product_id)
+        answer = get()
     except InvalidToken as exc:
         return _problem(401, "invalid_token", f"the token is not valid: {exc}", INVALID_TOKEN)
     except NotFound as exc:
@@ -273,6 +283,7 @@ class CheckFastPath:
         if request_id is None or not SANE_REQUEST_ID.match(request_id):
             request_id = new_request_id()
         product_id = match.group(1)
+        result: Result | Lead | None
         try:
             result = _from_cache(checker, authorization, product_id, if_none_match)
         except RateLimited as exc:
@@ -285,7 +296,13 @@ class CheckFastPath:
                 result = _rate_limited(
                     RateLimited(wait, "too many checks from this address; try again later")
                 )
-        if result is None:
+        if isinstance(result, Lead):  # the answer changed: this request reads it for everyone
+            token = request_id_var.set(request_id)
+            try:
+                result = await run_in_threadpool(respond_lead, checker, result, if_none_match)
+            finally:
+                request_id_var.reset(token)
+        elif result is None:
             token = request_id_var.set(request_id)
             try:
                 result = await run_in_threadpool(respond, checker, authorization, product_id, if_none_match)
@@ -315,9 +332,10 @@ class CheckFastPath:
 
 def _from_cache(
     checker: Checker, authorization: str | None, product_id: str, if_none_match: str | None
-) -> Result | None:
-    """The answer when the token and the answer are both cached and current, else None (no I/O here)."""
+) -> Result | Lead | None:
+    """The answer when the token and the answer are both cached and current; a Lead when this request is
+    to read a changed answer; None otherwise (no I/O here)."""
     if not authorization or authorization[:7].lower() != "bearer ":
         return None
     answer = checker.cached_service_plans(authorization[7:].strip(), product_id)
-    return None if answer is None else _render(answer, if_none_match)
+    return answer if answer is None or isinstance(answer, Lead) else _render(answer, if_none_match)

@@ -25,7 +25,8 @@ from licensedesk.db.upsert import insert_for
 log = logging.getLogger("licensedesk.changes")
 
 CHANNEL = "licensedesk_changes"
-_local_listeners: list[Callable[[str], None]] = []
+_local_listeners: list[Callable[[str, int | None], None]] = []
+ENDED_KEPT = 64  # per tenant: when each of its last versions ended (ChangeFeed.superseded_within)
 
 
 def bump(conn: Connection, tenant_id: str) -> None:
@@ -36,13 +37,17 @@ def bump(conn: Connection, tenant_id: str) -> None:
         return
     bumped.add(tenant_id)
 
+    committed: list[int] = []
+
     def _increment() -> None:
         c = change_counters
-        conn.execute(
+        version = conn.execute(
             insert_for(conn, c)
             .values(tenant_id=tenant_id, version=1)
             .on_conflict_do_update(index_elements=["tenant_id"], set_={"version": c.c.version + 1})
-        )
+            .returning(c.c.version)
+        ).scalar_one()
+        committed.append(int(version))
         if conn.dialect.name == "postgresql":
             conn.execute(
                 text("SELECT pg_notify(:channel, :tenant)"), {"channel": CHANNEL, "tenant": tenant_id}
@@ -56,7 +61,7 @@ def bump(conn: Connection, tenant_id: str) -> None:
 
     def _tell_this_process() -> None:
         for listener in list(_local_listeners):
-            listener(tenant_id)
+            listener(tenant_id, committed[0] if committed else None)
 
     after_commit(conn, _tell_this_process)
 
@@ -68,8 +73,9 @@ class ChangeFeed:
         self.db = db
         self.poll_seconds = poll_seconds
         self._versions: dict[str, int] = {}
-        self._local: dict[str, int] = {}  # commits of this process, known before the table is read again
-        self._last_change: dict[str, tuple[tuple[int, int], float]] = {}  # tenant -> (version before, when)
+        self._local: dict[str, int] = {}  # changes told without a version (changed(tenant))
+        # tenant -> {version: when it stopped being the tenant's version}, for the last few versions
+        self._ended: dict[str, dict[tuple[int, int], float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poke = threading.Event()
@@ -80,17 +86,30 @@ class ChangeFeed:
         """An opaque version of the tenant's data; it changes whenever the data may have changed."""
         return self._versions.get(tenant_id, 0), self._local.get(tenant_id, 0)
 
-    def changed(self, tenant_id: str) -> None:
-        """A commit of this process changed the tenant: every cached answer of it is stale at once."""
+    def changed(self, tenant_id: str, version: int | None = None) -> None:
+        """A commit of this process changed the tenant (to counter `version`, when known): every cached
+        answer of it is stale at once. Knowing the version, the next poll finds nothing new (each write
+        makes cached answers stale once, not once here and again when the poll reads its counter)."""
         with self._lock:
-            self._last_change[tenant_id] = (self.version(tenant_id), time.monotonic())
-            self._local[tenant_id] = self._local.get(tenant_id, 0) + 1
+            if version is None:
+                self._ended_now(tenant_id, time.monotonic())
+                self._local[tenant_id] = self._local.get(tenant_id, 0) + 1
+            elif version > self._versions.get(tenant_id, 0):
+                # every commit before it is in too: the counter row is updated in commit order
+                self._ended_now(tenant_id, time.monotonic())
+                self._versions[tenant_id] = version
 
     def superseded_within(self, tenant_id: str, version: tuple[int, int], seconds: float) -> bool:
-        """Whether `version` was the tenant's version until less than `seconds` ago (the latest change was
-        the one from it)."""
-        last = self._last_change.get(tenant_id)
-        return last is not None and last[0] == version and time.monotonic() - last[1] < seconds
+        """Whether `version` was the tenant's version until less than `seconds` ago."""
+        ended = self._ended.get(tenant_id, {}).get(version)
+        return ended is not None and time.monotonic() - ended < seconds
+
+    def _ended_now(self, tenant_id: str, now: float) -> None:
+        """The tenant's current version ends now (called under the lock, before it changes)."""
+        ended = self._ended.setdefault(tenant_id, {})
+        ended[self.version(tenant_id)] = now
+        if len(ended) > ENDED_KEPT:
+            del ended[next(iter(ended))]  # the oldest (dicts keep insertion order)
 
     def poll(self) -> int:
         """Read the counters; answers how many tenants changed since the last read."""
@@ -100,8 +119,9 @@ class ChangeFeed:
         with self._lock:
             now = time.monotonic()
             for tenant_id, version in rows:
-                if self._versions.get(tenant_id) != version:
-                    self._last_change[tenant_id] = (self.version(tenant_id), now)
+                # newer only: this process may have learned a later version of its own commit meanwhile
+                if version > self._versions.get(tenant_id, 0):
+                    self._ended_now(tenant_id, now)
                     self._versions[tenant_id] = int(version)
                     changed += 1
         self.polls += 1
