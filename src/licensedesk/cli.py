@@ -84,6 +84,7 @@ def serve(
     import uvicorn
 
     os.environ.setdefault("LICENSEDESK_PUBLIC_URL", f"http://{host}:{port}")
+    os.environ.setdefault("LICENSEDESK_GC_FREEZE", "1")  # a long-running server: see Settings.gc_freeze
     if no_worker:
         # the app factory reads it in every server process uvicorn starts
         os.environ["LICENSEDESK_RUN_WORKER"] = "0"

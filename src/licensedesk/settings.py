@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     # Whether a server process also runs a job worker (`serve --no-worker` turns it off, for API
     # processes next to separate `licensedesk worker` processes).
     run_worker: bool = True
+    # After startup, move everything alive into the collector's permanent generation (gc.freeze), so that
+    # its full collections scan only what was made since: they paused a loaded server for ~120 ms, a few
+    # times a minute (tests/reliability/test_load_while_writing.py). `serve` turns it on.
+    gc_freeze: bool = False
     # The audience of admins' OIDC access tokens for the licensedesk API itself.
     api_audience: str = "api://licensedesk"
     # Where this service is reached; the dev issuer's `iss` and signed licenses' `iss` are made from it.

@@ -77,3 +77,18 @@ def test_licenses_show_assign_unassign_and_audit_export(env, ctx, tmp_path):
     assert text.startswith("id,at,actorType")
     assert "license.unassigned" in text and "license.assigned" in text
     assert licensing.licenses_overview(ctx, "acme")[0].assigned == 0
+
+
+def test_serve_freezes_the_collector_after_startup_unless_told_not_to(env, monkeypatch):
+    import uvicorn
+
+    from licensedesk.settings import Settings
+
+    seen: list[bool] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.append(Settings().gc_freeze))
+    monkeypatch.delenv("LICENSEDESK_GC_FREEZE", raising=False)
+    monkeypatch.setenv("LICENSEDESK_PUBLIC_URL", "http://127.0.0.1:8999")
+    assert run("serve", "--port", "8999").exit_code == 0
+    monkeypatch.setenv("LICENSEDESK_GC_FREEZE", "0")
+    assert run("serve", "--port", "8999").exit_code == 0
+    assert seen == [True, False]
