@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 
 BIN = Path(sys.executable).parent
-UVICORN_SETTINGS = ["--log-level", "warning", "--no-access-log"]
 
 
 def free_port() -> int:
@@ -76,18 +75,11 @@ def licensedesk_server(database_url: str, **env: str) -> Iterator[str]:
 
 @contextmanager
 def bare_server() -> Iterator[str]:
-    """The reference: a bare ASGI app answering a constant JSON body, under the same uvicorn settings."""
+    """The reference: a bare ASGI app answering a constant JSON body, under the same server settings as
+    `licensedesk serve` (uvicorn, its HTTP protocol, no access log)."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            str(BIN / "uvicorn"),
-            "bench.bare_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *UVICORN_SETTINGS,
-        ],
+        [str(BIN / "python"), "-m", "bench.bare_app", "--port", str(port)],
         cwd=str(Path(__file__).parent.parent),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
