@@ -4,6 +4,7 @@ goes back."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from licensedesk.db import changes
@@ -48,3 +49,31 @@ def test_a_change_told_without_a_version_still_makes_the_version_new(db: Databas
     feed.changed("t2")
     assert feed.version("t2") != before and feed.superseded_within("t2", before, 5.0)
     assert not feed.superseded_within("t2", before, 0.0)
+
+
+def test_the_poll_keeps_its_connection_out_of_transactions_and_reconnects_after_losing_it(
+    db: Database, backend: str
+) -> None:
+    feed = ChangeFeed(db, poll_seconds=3600)
+    try:
+        with db.write() as conn:
+            changes.bump(conn, "t3")
+        feed.poll()
+        assert feed.version("t3")[0] == 1
+        if backend == "postgresql":  # an open transaction would hold back vacuum for as long as it runs
+            with db.read() as conn:
+                idle_in_transaction = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
+            assert idle_in_transaction == 0
+        feed._raw.driver_connection.close()  # the database dropped the connection
+        with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises; the poller logs it
+            feed.poll()
+        with db.write() as conn:
+            conn.execute(text("UPDATE change_counters SET version = version + 1 WHERE tenant_id = 't3'"))
+        assert feed.poll() == 1 and feed.version("t3")[0] == 2  # on a new connection
+    finally:
+        feed.stop()

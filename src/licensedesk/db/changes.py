@@ -25,6 +25,7 @@ from licensedesk.db.upsert import insert_for
 log = logging.getLogger("licensedesk.changes")
 
 CHANNEL = "licensedesk_changes"
+COUNTERS_SQL = "SELECT tenant_id, version FROM change_counters"
 _local_listeners: list[Callable[[str, int | None], None]] = []
 ENDED_KEPT = 64  # per tenant: when each of its last versions ended (ChangeFeed.superseded_within)
 
@@ -77,6 +78,8 @@ class ChangeFeed:
         # tenant -> {version: when it stopped being the tenant's version}, for the last few versions
         self._ended: dict[str, dict[tuple[int, int], float]] = {}
         self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._raw: Any = None  # the DBAPI connection the poll reads on
         self._stop = threading.Event()
         self._poke = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -111,10 +114,38 @@ class ChangeFeed:
         if len(ended) > ENDED_KEPT:
             del ended[next(iter(ended))]  # the oldest (dicts keep insertion order)
 
+    def _read_counters(self) -> list[tuple[str, int]]:
+        """The counters, read on a connection kept for it: every process polls them four times a second,
+        and a pooled connection, a transaction and SQLAlchemy's statement handling cost far more than
+        the query (the check's p99 under P1: 2.1-2.5 ms polling, 1.8 ms not)."""
+        if self.db.is_sqlite and self.db.engine.url.database in (None, "", ":memory:"):
+            with self.db.read() as conn:  # an in-memory database is one shared connection
+                rows = conn.execute(select(change_counters.c.tenant_id, change_counters.c.version))
+                return [(str(t), int(v)) for t, v in rows]
+        with self._poll_lock:
+            raw = self._raw
+            try:
+                if raw is None:
+                    raw = self.db.engine.raw_connection()
+                    if self.db.dialect == "postgresql":
+                        raw.rollback()
+                        raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+                    self._raw = raw
+                cursor = raw.cursor()
+                try:
+                    cursor.execute(COUNTERS_SQL)
+                    return [(str(t), int(v)) for t, v in cursor.fetchall()]
+                finally:
+                    cursor.close()
+            except Exception:
+                self._raw = None  # the database went away: connect again on the next poll
+                if raw is not None:
+                    raw.invalidate()
+                raise
+
     def poll(self) -> int:
         """Read the counters; answers how many tenants changed since the last read."""
-        with self.db.read() as conn:
-            rows = conn.execute(select(change_counters.c.tenant_id, change_counters.c.version)).all()
+        rows = self._read_counters()
         changed = 0
         with self._lock:
             now = time.monotonic()
@@ -150,6 +181,10 @@ class ChangeFeed:
             _local_listeners.remove(self.changed)
         for thread in self._threads:
             thread.join(timeout=3)
+        with self._poll_lock:
+            if self._raw is not None:
+                self._raw.invalidate()  # closed, not returned to the pool
+                self._raw = None
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set():
