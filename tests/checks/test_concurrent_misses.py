@@ -168,6 +168,30 @@ def test_after_a_change_one_check_reads_the_new_answer_and_the_others_get_the_pr
     assert len(calls) == 2
 
 
+def test_a_lead_given_up_before_its_read_began_lets_the_next_request_read(env):  # type: ignore[no-untyped-def]
+    """A request that claimed the read of a changed answer and was cancelled before its thread ran frees
+    the read (routes: `checker.abandon` in a finally): the next request claims it, nobody waits it out."""
+    checker = env.checker
+    ann = env.world.user("ann")
+    env.world.buy(1)
+    token = env.token("ann@contoso.com")
+    checker.feed.poll()
+    before = checker.service_plans(token, "innofalls-charts")
+    licensing.assign(env.world.ctx, env.world.tenant, PLAN, users=[ann])
+    checker.feed.poll()
+    lead = checker.cached_service_plans(token, "innofalls-charts")
+    assert isinstance(lead, Lead)
+    assert checker.cached_service_plans(token, "innofalls-charts") is before  # meanwhile
+    checker.abandon(lead)  # cancelled before its read began
+    assert lead.flight.done.is_set() and lead.flight.answer is None
+    again = checker.cached_service_plans(token, "innofalls-charts")
+    assert isinstance(again, Lead) and again.flight is not lead.flight
+    now = checker.read(again)
+    assert now.plans == ((PLAN, "innofalls.charts.pro", 1),)
+    checker.abandon(again)  # after its read: nothing to give up
+    assert checker.cached_service_plans(token, "innofalls-charts") is now
+
+
 def test_a_failed_computation_fails_every_waiter_and_is_not_cached(env, monkeypatch):  # type: ignore[no-untyped-def]
     checker = env.checker
     identity = Identity(env.world.tenant, None, ("nobody@contoso.com",), time.time() + 600)

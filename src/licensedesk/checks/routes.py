@@ -297,11 +297,12 @@ class CheckFastPath:
                     RateLimited(wait, "too many checks from this address; try again later")
                 )
         if isinstance(result, Lead):  # the answer changed: this request reads it for everyone
-            token = request_id_var.set(request_id)
+            lead, token = result, request_id_var.set(request_id)
             try:
-                result = await run_in_threadpool(respond_lead, checker, result, if_none_match)
+                result = await run_in_threadpool(respond_lead, checker, lead, if_none_match)
             finally:
                 request_id_var.reset(token)
+                checker.abandon(lead)  # if cancelled before the read began
         elif result is None:
             token = request_id_var.set(request_id)
             try:

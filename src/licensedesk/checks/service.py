@@ -87,12 +87,13 @@ STALE_SECONDS = 0.25
 class _Flight:
     """One computation of an answer that concurrent misses of the same answer wait for."""
 
-    __slots__ = ("answer", "done", "error")
+    __slots__ = ("answer", "done", "error", "started")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.answer: Answer | None = None
         self.error: Exception | None = None
+        self.started = False
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,7 @@ class Checker:
     def _lead(
         self, flight: _Flight, identity: Identity, product_id: str, key: Any, version: tuple[int, int]
     ) -> Answer:
+        flight.started = True
         try:
             answer = self._compute(identity, product_id)
             self.answers.put(key, (version, answer))
@@ -421,6 +423,12 @@ class Checker:
         answer: Answer = cached[1]
         self._served(identity, product_id, answer)
         return answer
+
+    def abandon(self, lead: Lead) -> None:
+        """The request holding `lead` ended without reading it (cancelled before its thread ran): free the
+        read, so the requests that wait for it compute for themselves rather than wait it out."""
+        if not lead.flight.started:
+            self._abandon(lead.flight, lead.key, lead.version)
 
     def _abandon(self, flight: _Flight, key: Any, version: tuple[int, int]) -> None:
         """Give up a computation before it started: its waiters compute for themselves."""
