@@ -12,9 +12,17 @@ from tests.api.conftest import api  # noqa: F401 (the HTTP fixture, shared)
 from tests.webhooks.receiver import Receiver, handler
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: several delivery workers, each sending 8 at a time, overflowed
+    # it on a loaded machine, and a wave of deliveries failed to connect (seen once in CI, on SQLite, as
+    # 8 deliveries of test_several_workers_never_send_a_delivery_twice never received)
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(Receiver("")))
+    server = _Server(("127.0.0.1", 0), handler(Receiver("")))
     rec = Receiver(f"http://127.0.0.1:{server.server_address[1]}/hooks/licensedesk")
     server.RequestHandlerClass = handler(rec)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
