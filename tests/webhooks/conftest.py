@@ -13,9 +13,9 @@ from tests.webhooks.receiver import Receiver, handler
 
 
 class _Server(ThreadingHTTPServer):
-    # socketserver's listen backlog is 5: several delivery workers, each sending 8 at a time, overflowed
-    # it on a loaded machine, and a wave of deliveries failed to connect (seen once in CI, on SQLite, as
-    # 8 deliveries of test_several_workers_never_send_a_delivery_twice never received)
+    # socketserver's listen backlog is 5, and several delivery workers send 8 at a time: the likely cause
+    # of one wave of 8 deliveries never received in a CI run (test_several_workers_never_send_a_delivery_
+    # twice, SQLite, a loaded machine; not reproduced locally)
     request_queue_size = 128
     daemon_threads = True
 
