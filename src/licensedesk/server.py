@@ -185,9 +185,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_timer()
         super().connection_lost(exc)
 
+    def eof_received(self) -> None:
+        # the client half-closed: the transport closes itself next, without the wrapper; write first
+        transport = self.transport
+        if isinstance(transport, CoalescingTransport):
+            transport.flush()
+        super().eof_received()
+
     def data_received(self, data: bytes) -> None:
         if self._too_large:
             return
+        if self._phase == _IDLE and (self.cycle is None or self.cycle.response_complete):
+            # bytes between requests begin the next head (uvicorn cancels its keep-alive timeout on any
+            # byte; bare CRLFs, which the parser skips, held a connection open for ever)
+            self._enter(_HEAD)
         if self._in_head:
             self._head_received += len(data)
         super().data_received(data)

@@ -86,7 +86,8 @@ def test_serve_freezes_the_collector_after_startup_unless_told_not_to(env, monke
 
     seen: list[bool] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.append(Settings().gc_freeze))
-    monkeypatch.delenv("LICENSEDESK_GC_FREEZE", raising=False)
+    monkeypatch.setenv("LICENSEDESK_GC_FREEZE", "x")  # so that teardown restores what was there (nothing)
+    monkeypatch.delenv("LICENSEDESK_GC_FREEZE")
     monkeypatch.setenv("LICENSEDESK_PUBLIC_URL", "http://127.0.0.1:8999")
     assert run("serve", "--port", "8999").exit_code == 0
     monkeypatch.setenv("LICENSEDESK_GC_FREEZE", "0")

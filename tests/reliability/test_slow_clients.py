@@ -262,3 +262,38 @@ def test_slow_clients_and_oversized_headers_do_not_starve_the_others(server) -> 
     finally:
         heads.close()
         bodies.close()
+
+
+@pytest.mark.timeout(60)
+def test_bytes_between_requests_do_not_keep_a_connection_open(server) -> None:  # type: ignore[no-untyped-def]
+    """After an answer, a client that sends only CRLFs (which the parser skips, and which cancel uvicorn's
+    keep-alive timeout) is closed once the head timeout has passed, like any unfinished head."""
+    base, _admin, _user_token, _db = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            answer += s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        closed_after = None
+        s.setblocking(False)
+        while time.monotonic() - started < HEAD_TIMEOUT + 5:
+            try:
+                if s.recv(65536) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+            try:
+                s.send(b"\r\n")
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+            time.sleep(0.25)
+    assert closed_after is not None, "the connection was still open"
+    assert HEAD_TIMEOUT - 0.5 <= closed_after <= HEAD_TIMEOUT + 2, closed_after

@@ -317,12 +317,15 @@ class Checker:
         # miss reads the database; the others, asking for the same version, wait for its answer (found by
         # tests/reliability/test_load_while_writing.py: 32 connections re-reading one answer after each
         # write starved the check, p99 ~300 ms).
-        flight, leader = self._flight(key, version)
+        flight, leader = self._flight(key, version, now=True)
         if not leader:
             if cached is not None and self.feed.superseded_within(
                 identity.tenant_id, cached[0], STALE_SECONDS
             ):
                 return cached[1]  # the previous answer while the leader reads the new one
+            if not flight.started:
+                # its reader (a Lead) waits for a thread, maybe behind this one: never queue behind it
+                return self._compute(identity, product_id)
             if flight.done.wait(FLIGHT_WAIT_SECONDS) and flight.answer is not None:
                 return flight.answer
             if flight.error is not None:
@@ -330,13 +333,15 @@ class Checker:
             return self._compute(identity, product_id)  # the first is slow: ask for ourselves
         return self._lead(flight, identity, product_id, key, version)
 
-    def _flight(self, key: Any, version: tuple[int, int]) -> tuple[_Flight, bool]:
-        """The computation of (answer, version) in progress, and whether the caller must run it."""
+    def _flight(self, key: Any, version: tuple[int, int], *, now: bool) -> tuple[_Flight, bool]:
+        """The computation of (answer, version) in progress, and whether the caller must run it (`now`:
+        in this thread, at once; otherwise a Lead's thread starts it later)."""
         with self._flights_lock:
             flight = self._flights.get((key, version))
             if flight is not None:
                 return flight, False
             flight = self._flights[(key, version)] = _Flight()
+            flight.started = now
             return flight, True
 
     def _lead(
@@ -410,7 +415,7 @@ class Checker:
         if cached[0] != version:
             if not self.feed.superseded_within(identity.tenant_id, cached[0], STALE_SECONDS):
                 return None  # too old to serve meanwhile: the slow path reads it, or waits for the read
-            flight, leader = self._flight(answer_key, version)
+            flight, leader = self._flight(answer_key, version, now=False)
             if leader:
                 lead = Lead(flight, identity, product_id, answer_key, version)
         wait = self.token_limiter.hit(key)

@@ -181,10 +181,14 @@ class ChangeFeed:
             _local_listeners.remove(self.changed)
         for thread in self._threads:
             thread.join(timeout=3)
-        with self._poll_lock:
-            if self._raw is not None:
-                self._raw.invalidate()  # closed, not returned to the pool
-                self._raw = None
+        # a poll stuck on an unreachable database holds the lock: shut down without its connection then
+        if self._poll_lock.acquire(timeout=3):
+            try:
+                if self._raw is not None:
+                    self._raw.invalidate()  # closed, not returned to the pool
+                    self._raw = None
+            finally:
+                self._poll_lock.release()
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set():
