@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from licensedesk.checks import service
-from licensedesk.checks.service import Identity, Lead
+from licensedesk.checks.service import Answer, Identity, Lead
 from licensedesk.db import changes
 from licensedesk.db.engine import normalize_url
 from licensedesk.licensing import service as licensing
@@ -115,12 +115,9 @@ def test_while_one_request_reads_a_changed_answer_the_others_get_the_previous_on
     assert len(late) == 4 and all(read for _answer, read in late)
 
 
-def test_after_a_change_one_check_reads_the_new_answer_and_the_others_get_the_previous_one(env, monkeypatch):  # type: ignore[no-untyped-def]
-    """After a write, the cache-only path (the event loop's) hands the first request a Lead: it reads the new
-    answer in a thread, and so sees a change made just before it. The requests that arrive while it reads
-    get the previous answer (current until less than STALE_SECONDS ago) without leaving the event loop;
-    past that grace they decline to the slow path, which waits for the read."""
-    monkeypatch.setattr(service, "STALE_SECONDS", 30.0)  # a loaded machine may pause the test
+def cached_then_licensed(env) -> tuple[str, Answer, tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """Ann's answer (no license) cached, then Pro assigned to her: her token, the cached answer, and the
+    version it was cached at (the feed knows the assignment: this process's commits are known at once)."""
     checker = env.checker
     ann = env.world.user("ann")
     env.world.buy(1)
@@ -129,7 +126,21 @@ def test_after_a_change_one_check_reads_the_new_answer_and_the_others_get_the_pr
     assert checker.cached_service_plans(token, "innofalls-charts") is None  # nothing cached yet
     before = checker.service_plans(token, "innofalls-charts")
     assert before.plans == () and checker.cached_service_plans(token, "innofalls-charts") is before
+    version = checker.feed.version(env.world.tenant)
+    licensing.assign(env.world.ctx, env.world.tenant, PLAN, users=[ann])
+    assert checker.feed.version(env.world.tenant) != version
+    checker.feed.poll()
+    return token, before, version
 
+
+def test_after_a_change_one_check_reads_the_new_answer_and_the_others_get_the_previous_one(env, monkeypatch):  # type: ignore[no-untyped-def]
+    """After a write, the cache-only path (the event loop's) hands the first request a Lead: it reads the new
+    answer in a thread, and so sees a change made just before it. The requests that arrive while it reads
+    get the previous answer (current until less than STALE_SECONDS ago) without leaving the event loop;
+    past that grace they decline to the slow path, which waits for the read."""
+    monkeypatch.setattr(service, "STALE_SECONDS", 30.0)  # a loaded machine may pause the test
+    checker = env.checker
+    token, before, _version = cached_then_licensed(env)
     real = checker._compute
     gate = threading.Event()
     calls: list[float] = []
@@ -140,10 +151,6 @@ def test_after_a_change_one_check_reads_the_new_answer_and_the_others_get_the_pr
         return real(*args, **kwargs)
 
     monkeypatch.setattr(checker, "_compute", held)
-    version = checker.feed.version(env.world.tenant)
-    licensing.assign(env.world.ctx, env.world.tenant, PLAN, users=[ann])
-    assert checker.feed.version(env.world.tenant) != version  # this process's commits: known at once
-
     lead = checker.cached_service_plans(token, "innofalls-charts")
     assert isinstance(lead, Lead)
     got: list[object] = []
@@ -176,13 +183,7 @@ def test_a_lead_given_up_before_its_read_began_lets_the_next_request_read(env, m
     the read (routes: `checker.abandon` in a finally): the next request claims it, nobody waits it out."""
     monkeypatch.setattr(service, "STALE_SECONDS", 30.0)  # a loaded machine may pause the test
     checker = env.checker
-    ann = env.world.user("ann")
-    env.world.buy(1)
-    token = env.token("ann@contoso.com")
-    checker.feed.poll()
-    before = checker.service_plans(token, "innofalls-charts")
-    licensing.assign(env.world.ctx, env.world.tenant, PLAN, users=[ann])
-    checker.feed.poll()
+    token, before, _version = cached_then_licensed(env)
     lead = checker.cached_service_plans(token, "innofalls-charts")
     assert isinstance(lead, Lead)
     assert checker.cached_service_plans(token, "innofalls-charts") is before  # meanwhile
@@ -202,14 +203,7 @@ def test_a_miss_never_waits_for_a_lead_whose_read_has_not_begun(env, monkeypatch
     for itself."""
     monkeypatch.setattr(service, "FLIGHT_WAIT_SECONDS", 30.0)  # waiting would show
     checker = env.checker
-    ann = env.world.user("ann")
-    env.world.buy(1)
-    token = env.token("ann@contoso.com")
-    checker.feed.poll()
-    checker.service_plans(token, "innofalls-charts")
-    version = checker.feed.version(env.world.tenant)
-    licensing.assign(env.world.ctx, env.world.tenant, PLAN, users=[ann])
-    checker.feed.poll()
+    token, _before, version = cached_then_licensed(env)
     lead = checker.cached_service_plans(token, "innofalls-charts")
     assert isinstance(lead, Lead) and not lead.flight.started
     checker.feed._ended[env.world.tenant][version] = time.monotonic() - 60.0  # past the grace

@@ -78,9 +78,8 @@ def token_key(token: str, audience: str) -> bytes:
 
 FLIGHT_WAIT_SECONDS = 5.0
 # While one request reads a user's changed answer, the others asking for it get the previous one, if it was
-# current until less than this long ago: well within SPEC's second for a change to reach
-# the check, and no queue behind the read (tests/reliability/test_load_while_writing.py: the check's p99
-# under writes).
+# current until less than this long ago: well within SPEC's second for a change to reach the check, and no
+# queue behind the read (tests/reliability/test_load_while_writing.py: the check's p99 under writes).
 STALE_SECONDS = 0.25
 
 
